@@ -34,7 +34,7 @@ class FieldError:
 
     def __str__(self) -> str:
         text = f"{self.path}: {_TYPE_TEXT.get(self.type, self.type)}"
-        if self.type in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooMany",
+        if self.type in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong",
                          "InternalError") or self.value is _NO_VALUE:
             return f"{text}: {self.detail}" if self.detail else text
         return f"{text}: {_render(self.value)}" + (f": {self.detail}" if self.detail else "")
