@@ -67,8 +67,7 @@ def forbidden(path: str, detail: str) -> FieldError:
 
 
 def too_long(path: str, value: Any, limit: int) -> FieldError:
-    return FieldError("FieldValueTooLong", path, value,
-                      f"may not be more than {limit} bytes")
+    return FieldError("FieldValueTooLong", path, value, f"must have at most {limit} bytes")
 
 
 def _render(value: Any) -> str:
