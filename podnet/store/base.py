@@ -82,7 +82,11 @@ class RangeResult:
 
 
 class Watch(abc.ABC):
-    """An open watch: iterate to get batches of events (one batch per revision or more)."""
+    """An open watch: iterate to get batches of events (one batch per revision or more).
+
+    An empty batch is a progress notification (etcd's progress notify): it comes when the watch
+    has been idle for a while and means every change up to the store's current revision has
+    been delivered. It lets callers send bookmarks and notice that a client went away."""
 
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[list[Event]]: ...
@@ -120,6 +124,10 @@ class Store(abc.ABC):
     @property
     @abc.abstractmethod
     def compacted_revision(self) -> int: ...
+
+    @abc.abstractmethod
+    def end_watches(self) -> None:
+        """End every open watch (their iterators raise WatchClosed), e.g. before shutdown."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

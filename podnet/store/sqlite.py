@@ -64,6 +64,7 @@ class _SqliteWatch(Watch):
         self._queue: collections.deque[list[Event]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._closed: str | None = None
+        self.progress_interval = store.progress_interval
 
     def push(self, events: list[Event]) -> None:
         if self._closed:
@@ -94,7 +95,11 @@ class _SqliteWatch(Watch):
                     raise WatchClosed(self._closed)
                 return
             self._wakeup.clear()
-            await self._wakeup.wait()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.progress_interval)
+            except TimeoutError:
+                if not self._queue and not self._closed:
+                    yield []  # progress: every change up to store.revision was delivered
 
     def __aiter__(self) -> AsyncIterator[list[Event]]:
         return self._iterate()
@@ -111,6 +116,7 @@ class SqliteStore(Store):
         self._rev: int = meta["revision"]
         self._compacted: int = meta["compacted"]
         self._watches: list[_SqliteWatch] = []
+        self.progress_interval = 1.0
 
     @property
     def revision(self) -> int:
@@ -279,7 +285,10 @@ class SqliteStore(Store):
         if w in self._watches:
             self._watches.remove(w)
 
-    async def close(self) -> None:
+    def end_watches(self) -> None:
         for w in list(self._watches):
-            w.close("store closed")
+            w.close("the server is stopping")
+
+    async def close(self) -> None:
+        self.end_watches()
         self._db.close()

@@ -1,0 +1,1 @@
+"""Controllers that run inside the server process and act through the registry."""

@@ -1,0 +1,93 @@
+"""`podnet server --state-dir DIR`: the API server of one cluster.
+
+It reads DIR/cluster.json (address, port, ranges), DIR/token and DIR/pki, keeps its data in
+DIR/store.db, and serves HTTPS until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from podnet.api.allocation import Ranges
+from podnet.server.controllers.compaction import compact_forever
+from podnet.server.controllers.namespace import NamespaceController
+from podnet.server.http import Api
+from podnet.server.registry import Registry
+from podnet.store.sqlite import SqliteStore
+
+log = logging.getLogger("podnet.server")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="podnet server", description=__doc__)
+    p.add_argument("--state-dir", required=True, type=Path)
+    p.add_argument("--compaction-interval", type=float,
+                   default=float(os.environ.get("PODNET_COMPACTION_INTERVAL", "300")),
+                   help="seconds between compactions of the store's history (default 300, or "
+                   "$PODNET_COMPACTION_INTERVAL)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    state: Path = args.state_dir
+    config = json.loads((state / "cluster.json").read_text())
+    token = (state / "token").read_text().strip()
+    bind, port = config.get("bind", "127.0.0.1"), int(config["port"])
+    ranges = Ranges.parse(config.get("service_cidr", "10.96.0.0/12"),
+                          config.get("node_port_range", "30000-32767"))
+    store = SqliteStore(state / "store.db")
+    registry = Registry(store, ranges)
+    await registry.start()
+    await registry.ensure_kubernetes_service(port)
+    api = Api(registry, token, server_address=f"{bind}:{port}")
+
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(state / "pki" / "server.crt", state / "pki" / "server.key")
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                           shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, bind, port, ssl_context=tls, reuse_address=True, backlog=1024)
+    await site.start()
+    tasks = [asyncio.create_task(NamespaceController(registry).run()),
+             asyncio.create_task(compact_forever(store, args.compaction_interval))]
+    api.ready = True
+    log.info("serving the API on https://%s:%d (store revision %d)", bind, port, store.revision)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    api.ready = False
+    for t in tasks:
+        t.cancel()
+    store.end_watches()  # open watch streams finish, so the HTTP server can stop at once
+    await runner.cleanup()
+    await store.close()
+    with contextlib.suppress(Exception):
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this is a fallback
+        pass
+    asyncio.run(serve(args))
+    return 0
