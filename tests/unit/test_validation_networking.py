@@ -585,7 +585,7 @@ def test_ingress_class_controller_is_at_most_250_bytes() -> None:
     assert errors(IC, ingress_class(ok)) == []
     found = VALIDATORS[IC](ingress_class(ok + "a"), None)
     assert [(e.type, e.path, e.detail) for e in found] == [
-        ("FieldValueTooLong", "spec.controller", "may not be more than 250 bytes")]
+        ("FieldValueTooLong", "spec.controller", "must have at most 250 bytes")]
 
 
 def test_ingress_class_controller_is_immutable() -> None:
