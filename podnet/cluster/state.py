@@ -1,0 +1,426 @@
+"""Where a cluster lives on disk, and making sure everything it needs is there.
+
+A cluster is a directory `<root>/<name>/`; the root is $PODNET_STATE_ROOT or /var/lib/podnet,
+the name --name, $PODNET_CLUSTER or "podnet". Inside:
+
+    cluster.json              name, bind address, port, CIDRs, node port range, creation time
+    pki/ca.crt, pki/ca.key    the cluster's own CA (keys are 0600)
+    pki/server.crt, .key      the API server's serving certificate
+    token                     the admin bearer token (0600)
+    kubeconfig                for kubectl: the server URL, the CA and the token (0600)
+    store.db                  the API server's store (written by the server)
+    logs/server.log           the server's stdout and stderr
+    run/server.pid            the server's pid
+
+`ensure` creates what is missing and keeps what is there: re-running it keeps the CA, the token
+and the port, so kubeconfigs handed out before stay valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from podnet.api.names import is_dns1123_label
+
+ENV_ROOT = "PODNET_STATE_ROOT"
+ENV_NAME = "PODNET_CLUSTER"
+DEFAULT_ROOT = Path("/var/lib/podnet")
+DEFAULT_NAME = "podnet"
+NAME_MAX = 20  # cluster names prefix kernel object names (interfaces, nft tables) later
+DEFAULT_PORT = 6443
+DEFAULT_BIND = "127.0.0.1"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
+DEFAULT_NODE_PORT_RANGE = "30000-32767"
+
+
+class StateError(Exception):
+    """The cluster's state is missing, unreadable or asked for with a bad name."""
+
+
+def name_problems(name: str) -> list[str]:
+    """Why `name` cannot name a cluster: empty when it can."""
+    errs = [] if len(name) <= NAME_MAX else [f"must be no more than {NAME_MAX} characters"]
+    return errs + [e for e in is_dns1123_label(name) if "must be no more than" not in e]
+
+
+def resolve_name(name: str | None = None) -> str:
+    """The cluster name from the argument, $PODNET_CLUSTER or the default; validated."""
+    name = name or os.environ.get(ENV_NAME) or DEFAULT_NAME
+    errs = name_problems(name)
+    if errs:
+        raise StateError(f"invalid cluster name {name!r}: {'; '.join(errs)}")
+    return name
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The state root from the argument, $PODNET_STATE_ROOT or /var/lib/podnet."""
+    if root is not None:
+        return Path(root).absolute()
+    env = os.environ.get(ENV_ROOT)
+    return Path(env).absolute() if env else DEFAULT_ROOT
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def rfc3339(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The contents of cluster.json."""
+
+    name: str
+    port: int
+    bind: str = DEFAULT_BIND
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR
+    node_port_range: str = DEFAULT_NODE_PORT_RANGE
+    created: str = ""
+
+    @property
+    def server_url(self) -> str:
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"https://{host}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: d[k] for k in ("name", "bind", "port", "service_cidr", "cluster_cidr",
+                                  "node_port_range", "created")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClusterConfig:
+        try:
+            return cls(
+                name=str(d["name"]),
+                port=int(d["port"]),
+                bind=str(d.get("bind", DEFAULT_BIND)),
+                service_cidr=str(d.get("service_cidr", DEFAULT_SERVICE_CIDR)),
+                cluster_cidr=str(d.get("cluster_cidr", DEFAULT_CLUSTER_CIDR)),
+                node_port_range=str(d.get("node_port_range", DEFAULT_NODE_PORT_RANGE)),
+                created=str(d.get("created", "")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise StateError(f"bad cluster.json: {e}") from e
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The paths of one cluster's state directory, and reading/writing its small files."""
+
+    name: str
+    dir: Path
+
+    @classmethod
+    def locate(cls, name: str | None = None,
+               root: str | os.PathLike[str] | None = None) -> ClusterState:
+        """The state of cluster `name` under `root` (both resolved from the environment)."""
+        name = resolve_name(name)
+        return cls(name, resolve_root(root) / name)
+
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike[str]) -> ClusterState:
+        """The state in an existing directory (what `podnet server --state-dir` gets)."""
+        p = Path(path).absolute()
+        return cls(p.name, p)
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @property
+    def cluster_json(self) -> Path:
+        return self.dir / "cluster.json"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.dir / "pki"
+
+    @property
+    def ca_crt(self) -> Path:
+        return self.pki_dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.pki_dir / "ca.key"
+
+    @property
+    def server_crt(self) -> Path:
+        return self.pki_dir / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.pki_dir / "server.key"
+
+    @property
+    def token_path(self) -> Path:
+        return self.dir / "token"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def store_db(self) -> Path:
+        return self.dir / "store.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def server_log(self) -> Path:
+        return self.logs_dir / "server.log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def server_pid(self) -> Path:
+        return self.run_dir / "server.pid"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / ".lock"
+
+    # -- files -------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.cluster_json.is_file()
+
+    def load(self) -> ClusterConfig:
+        """cluster.json, or StateError when it is missing or unreadable."""
+        try:
+            data = json.loads(self.cluster_json.read_text())
+        except FileNotFoundError:
+            raise StateError(f'cluster "{self.name}" does not exist ({self.dir})') from None
+        except (OSError, ValueError) as e:
+            raise StateError(f"cannot read {self.cluster_json}: {e}") from e
+        if not isinstance(data, dict):
+            raise StateError(f"bad cluster.json: {self.cluster_json}")
+        return ClusterConfig.from_dict(data)
+
+    def save(self, config: ClusterConfig) -> None:
+        write_atomic(self.cluster_json,
+                     (json.dumps(config.to_dict(), indent=2) + "\n").encode(), 0o644)
+
+    def read_token(self) -> str:
+        try:
+            return self.token_path.read_text().strip()
+        except OSError as e:
+            raise StateError(f"cannot read the token: {e}") from e
+
+    def read_pid(self) -> int | None:
+        """The pid in run/server.pid, or None when there is none (or it is garbage)."""
+        try:
+            text = self.server_pid.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() and int(text) > 0 else None
+
+    def write_pid(self, pid: int) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.server_pid, f"{pid}\n".encode(), 0o644)
+
+    def clear_pid(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.server_pid.unlink()
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on this cluster (up/down never run at the same time)."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` through a temporary file and a rename; the file never exists
+    with other permissions than `mode`."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+# -- ports ------------------------------------------------------------------------------------
+
+
+def port_free(bind: str, port: int) -> bool:
+    """True when a listener could bind `bind:port` now."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((bind, port))
+        except OSError:
+            return False
+    return True
+
+
+def claimed_ports(root: Path) -> set[int]:
+    """Ports recorded by the clusters under `root` (running or not)."""
+    out: set[int] = set()
+    if not root.is_dir():
+        return out
+    for cj in root.glob("*/cluster.json"):
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            out.add(int(json.loads(cj.read_text())["port"]))
+    return out
+
+
+def ephemeral_port(bind: str) -> int:
+    """A port the kernel considers free right now."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((bind, 0))
+        return int(s.getsockname()[1])
+
+
+def choose_port(bind: str, taken: Iterable[int] = (), preferred: int = DEFAULT_PORT) -> int:
+    """`preferred` when it is free and not taken by another cluster, else a free port the
+    kernel picks."""
+    taken = set(taken)
+    if preferred not in taken and port_free(bind, preferred):
+        return preferred
+    for _ in range(50):
+        port = ephemeral_port(bind)
+        if port not in taken:
+            return port
+    raise StateError(f"no free TCP port on {bind}")
+
+
+# -- kubeconfig -------------------------------------------------------------------------------
+
+
+def kubeconfig_yaml(name: str, server_url: str, ca_pem: bytes, token: str) -> str:
+    """A kubeconfig with one cluster, one user and one context, usable by kubectl as is."""
+    import yaml  # here, not at the top: most commands never write a kubeconfig
+
+    user = f"{name}-admin"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {
+            "server": server_url,
+            "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+        }}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+        "current-context": name,
+        "preferences": {},
+    }
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+# -- ensure -----------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None) -> ClusterConfig:
+    if state.cluster_json.exists():
+        config = state.load()
+        if config.name != state.name:
+            raise StateError(f"{state.cluster_json} belongs to cluster {config.name!r}")
+        if port and port != config.port:
+            raise StateError(f'cluster "{state.name}" exists with port {config.port}; remove it '
+                             f"(podnet down) to change the port")
+        return config
+    if not port:
+        root = state.dir.parent
+        port = choose_port(DEFAULT_BIND, claimed_ports(root) if root.is_dir() else ())
+    config = ClusterConfig(name=state.name, port=port, created=rfc3339(now))
+    state.save(config)
+    return config
+
+
+def _ensure_pki(state: ClusterState, config: ClusterConfig, extra_ips: Iterable[str],
+                now: dt.datetime) -> None:
+    from podnet.cluster import pki  # here, not at the top: cryptography is slow to import
+
+    state.pki_dir.mkdir(mode=0o700, exist_ok=True)
+    ca_crt, ca_key = _read(state.ca_crt), _read(state.ca_key)
+    ca = pki.CertKey(ca_crt, ca_key) if ca_crt and ca_key else None
+    if ca is None or not pki.is_ca_pair(ca):
+        ca = pki.make_ca(f"{state.name}-ca", now)
+        write_atomic(state.ca_key, ca.key_pem, 0o600)
+        write_atomic(state.ca_crt, ca.cert_pem, 0o644)
+    dns = pki.SERVER_DNS_NAMES
+    ips = pki.server_ips(config.service_cidr, extra_ips)
+    srv_crt, srv_key = _read(state.server_crt), _read(state.server_key)
+    if srv_crt and srv_key and pki.server_cert_ok(
+            pki.CertKey(srv_crt, srv_key), ca.cert_pem, dns_names=dns, ips=ips, now=now):
+        return
+    server = pki.make_server_cert(ca, common_name=f"{state.name}-apiserver", dns_names=dns,
+                                  ips=ips, now=now)
+    write_atomic(state.server_key, server.key_pem, 0o600)
+    write_atomic(state.server_crt, server.cert_pem, 0o644)
+
+
+def _ensure_token(state: ClusterState) -> str:
+    token = _read(state.token_path)
+    if token and token.strip():
+        return token.decode().strip()
+    new = secrets.token_hex(32)
+    write_atomic(state.token_path, new.encode(), 0o600)
+    return new
+
+
+def _ensure_kubeconfig(state: ClusterState, config: ClusterConfig, token: str) -> None:
+    text = kubeconfig_yaml(state.name, config.server_url, state.ca_crt.read_bytes(), token)
+    if _read(state.kubeconfig) != text.encode():
+        write_atomic(state.kubeconfig, text.encode(), 0o600)
+
+
+def ensure(
+    name: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    port: int | None = None,
+    extra_ips: Iterable[str] = (),
+    now: dt.datetime | None = None,
+) -> ClusterState:
+    """Create whatever is missing of cluster `name`'s state; keep what is there. The API port
+    is `port`, or else 6443 if free, or else one the kernel finds free; it never changes."""
+    state = ClusterState.locate(name, root)
+    now = now or utc_now()
+    try:
+        state.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config = _ensure_config(state, now, port)
+        _ensure_pki(state, config, extra_ips, now)
+        token = _ensure_token(state)
+        _ensure_kubeconfig(state, config, token)
+        state.logs_dir.mkdir(exist_ok=True)
+        state.run_dir.mkdir(exist_ok=True)
+    except PermissionError as e:
+        raise StateError(f"{e.filename}: permission denied (podnet needs root, or set "
+                         f"{ENV_ROOT} to a directory you own)") from e
+    return state
