@@ -1,0 +1,139 @@
+"""Shared test set-up.
+
+- Tests under tests/integration/ are marked `integration` automatically; they are skipped, with
+  the reason, when not running as root. `pytest tests/unit` never needs root.
+- The `cluster` fixture brings a fresh cluster up for one test (unique name, state root under
+  /tmp) and always tears it down afterwards, checking that no server process is left behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podnet.api.resources import Resource, lookup
+from podnet.client.http import Client
+from podnet.cluster import lifecycle
+from podnet.cluster.state import ClusterState, ephemeral_port
+
+REPO = Path(__file__).resolve().parent.parent
+KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+NOT_ROOT_REASON = ("integration tests need root (they start servers and, later, create network "
+                   "namespaces and nftables rules): run them as root, e.g. `sudo make test`")
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    integration_dir = REPO / "tests" / "integration"
+    skip = pytest.mark.skip(reason=NOT_ROOT_REASON)
+    for item in items:
+        if integration_dir in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
+        if not is_root() and "integration" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class TestCluster:
+    """A running cluster for one test."""
+
+    __test__ = False  # not a test class, despite its name
+
+    state: ClusterState
+    client: Client
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state.kubeconfig
+
+    @property
+    def port(self) -> int:
+        return self.state.load().port
+
+    def res(self, kind: str) -> Resource:
+        r = lookup(kind)
+        assert r is not None, f"unknown kind {kind}"
+        return r
+
+    def revision(self) -> int:
+        """The store's current revision (the resourceVersion of a fresh list)."""
+        ns = self.client.list(self.res("namespaces"), params={"limit": 1})
+        return int(ns["metadata"]["resourceVersion"])
+
+    def kubectl_cmd(self) -> list[str]:
+        return [str(KUBECTL), "--kubeconfig", str(self.kubeconfig)]
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = False,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster."""
+        return subprocess.run([*self.kubectl_cmd(), *args], input=input, text=True,
+                              capture_output=True, check=check, timeout=timeout)
+
+    def podnet_cmd(self) -> list[str]:
+        return [sys.executable, "-m", "podnet.cli.main", "--name", self.name]
+
+    def podnet(self, *args: str, input: str | None = None, check: bool = False,
+               timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run the podnet CLI (as a new process) against this cluster."""
+        env = {**os.environ, "PODNET_STATE_ROOT": str(self.root)}
+        return subprocess.run([*self.podnet_cmd(), *args], input=input, text=True,
+                              capture_output=True, check=check, timeout=timeout, env=env,
+                              cwd=REPO)
+
+
+def leftover_servers(state: ClusterState) -> list[int]:
+    return lifecycle.find_servers(state)
+
+
+@pytest.fixture
+def cluster_root() -> Iterator[Path]:
+    """A fresh state root under /tmp, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="podnet-test-", dir="/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(cluster_root: Path) -> Iterator[TestCluster]:
+    """A cluster of its own for one test; torn down afterwards even when the test failed."""
+    if not is_root():
+        pytest.skip(NOT_ROOT_REASON)
+    name = "t" + secrets.token_hex(4)
+    state = ClusterState.locate(name, cluster_root)
+    quiet: Any = io.StringIO()
+    client: Client | None = None
+    try:
+        # A port of the kernel's choosing, not 6443: clusters of concurrent test runs (in
+        # other state roots) must not race for the same port.
+        lifecycle.up(name, cluster_root, wait=30.0, port=ephemeral_port("127.0.0.1"),
+                     out=quiet)
+        client = Client.from_state(state)
+        yield TestCluster(state, client, cluster_root)
+    finally:
+        if client is not None:
+            client.close()
+        lifecycle.down(name, cluster_root, out=quiet)
+        leaked = leftover_servers(state)
+        assert not leaked, f"server processes left behind: {leaked}"
+        assert not state.dir.exists(), f"state left behind: {state.dir}"
