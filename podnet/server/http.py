@@ -31,7 +31,7 @@ from podnet.server.registry import Registry, Selectors
 
 log = logging.getLogger("podnet.server")
 
-K8S_MINOR = "34"  # the Kubernetes API level podnet's kinds and behaviour follow
+K8S_MINOR = "37"  # the Kubernetes API level podnet's kinds and behaviour follow
 JSON = "application/json"
 BOOKMARK_EVERY = 10.0  # seconds between watch bookmarks
 MAX_WATCH = 1800.0  # seconds; clients reconnect, as with kube-apiserver's default
