@@ -110,6 +110,9 @@ def resource_list(group: str, version: str) -> dict[str, Any]:
             out.append({"name": f"{r.plural}/{sub}", "singularName": "",
                         "namespaced": r.namespaced, "kind": r.kind,
                         "verbs": ["get", "patch", "update"]})
+        if r.kind == "Pod":
+            out.append({"name": "pods/binding", "singularName": "", "namespaced": True,
+                        "kind": "Binding", "verbs": ["create"]})
         if r.kind == "Namespace":
             out.append({"name": "namespaces/finalize", "singularName": "", "namespaced": False,
                         "kind": "Namespace", "verbs": ["update"]})
@@ -255,7 +258,8 @@ class Api:
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
         if len(rest) > 3 or (sub and sub not in res.subresources and not (
-                res.kind == "Namespace" and sub == "finalize")):
+                res.kind == "Namespace" and sub == "finalize") and not (
+                res.kind == "Pod" and sub == "binding")):
             raise errors.ApiError(404, "NotFound", "the server could not find the requested "
                                   "resource")
         if res.namespaced and name is not None and ns is None:
@@ -289,6 +293,12 @@ class Api:
             if method == "DELETE":
                 return await self._delete_collection(request, res, ns, dry_run)
             raise errors.method_not_allowed(f"{method} is not allowed on a collection")
+        if sub == "binding":
+            if method != "POST" or ns is None:
+                raise errors.method_not_allowed(f"{method} is not allowed on pods/binding")
+            await reg.bind(ns, name, await self._body(request))
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                  "status": "Success", "code": 201}, 201)
         if method == "GET":
             obj = await reg.get(res, ns, name)
             return self._render_one(request, res, obj)

@@ -21,6 +21,8 @@ from aiohttp import web
 from podnet.api.allocation import Ranges
 from podnet.server.controllers.compaction import compact_forever
 from podnet.server.controllers.namespace import NamespaceController
+from podnet.server.controllers.nodeipam import NodeIpamController
+from podnet.server.controllers.scheduler import Scheduler
 from podnet.server.http import Api
 from podnet.server.registry import Registry
 from podnet.store.sqlite import SqliteStore
@@ -60,7 +62,10 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, bind, port, ssl_context=tls, reuse_address=True, backlog=1024)
     await site.start()
     tasks = [asyncio.create_task(NamespaceController(registry).run()),
-             asyncio.create_task(compact_forever(store, args.compaction_interval))]
+             asyncio.create_task(compact_forever(store, args.compaction_interval)),
+             asyncio.create_task(NodeIpamController(
+                 registry, config.get("cluster_cidr", "10.244.0.0/16")).run()),
+             asyncio.create_task(Scheduler(registry).run())]
     api.ready = True
     log.info("serving the API on https://%s:%d (store revision %d)", bind, port, store.revision)
 

@@ -49,6 +49,7 @@ Obj = dict[str, Any]
 
 NAMESPACES = next(r for r in RESOURCES if r.kind == "Namespace")
 SERVICES = next(r for r in RESOURCES if r.kind == "Service")
+PODS = next(r for r in RESOURCES if r.kind == "Pod")
 IP_PREFIX = "/registry/ranges/serviceips/"
 PORT_PREFIX = "/registry/ranges/servicenodeports/"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -509,6 +510,41 @@ class Registry:
         obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = str(r.revision)
         return Result(obj)
+
+    async def bind(self, ns: str, name: str, binding: Obj) -> Result:
+        """The pods/binding subresource: set spec.nodeName once, as the scheduler does."""
+        target = (binding.get("target") or {}) if isinstance(binding, dict) else {}
+        node = target.get("name")
+        if not isinstance(node, str) or not node:
+            raise errors.invalid(PODS, name, [FieldError("FieldValueRequired", "target.name",
+                                                         detail="")])
+        if target.get("kind", "Node") != "Node":
+            raise errors.invalid(PODS, name, [FieldError(
+                "FieldValueNotSupported", "target.kind", target.get("kind"),
+                'supported values: "Node"')])
+        for _attempt in range(16):
+            kv = await self.store.get(PODS.key(ns, name))
+            if kv is None:
+                raise errors.not_found(PODS, name)
+            pod = decode(kv)
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict(PODS, name, "the pod is being deleted")
+            current = (pod.get("spec") or {}).get("nodeName")
+            if current:
+                raise errors.conflict(PODS, name,
+                                      f"pod {name} is already assigned to node \"{current}\"")
+            pod.setdefault("spec", {})["nodeName"] = node
+            conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
+                          if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True",
+                               "lastTransitionTime": now_rfc3339(self.clock)})
+            pod["status"]["conditions"] = conditions
+            r = await self.store.txn([Compare(kv.key, kv.mod_revision)],
+                                     [Put(kv.key, encode(pod))])
+            if r.succeeded:
+                pod["metadata"]["resourceVersion"] = str(r.revision)
+                return Result(pod, created=True)
+        raise errors.conflict(PODS, name)
 
     async def finalize_namespace(self, name: str, finalizers: list[str]) -> Result:
         """The namespaces/finalize subresource: set spec.finalizers."""
