@@ -1,0 +1,287 @@
+"""The agent's loops. Watch handlers never touch the kernel themselves: they mark work and a
+loop does it (routes are recomputed from the cached Nodes; pods go to the pod runtime, which
+works per pod)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from podnet.agent import routes
+from podnet.agent.node import (
+    VXLAN_MAC_ANNOTATION,
+    internal_ip,
+    node_object,
+    ready_condition,
+)
+from podnet.api.resources import Resource, lookup
+from podnet.client.aio import AsyncClient, Reflector
+from podnet.client.http import ApiError, ClientError
+from podnet.cluster.state import ClusterState
+from podnet.kernel import netns
+from podnet.lab import names
+
+log = logging.getLogger("podnet.agent")
+
+
+
+def _res(name: str) -> Resource:
+    r = lookup(name)
+    assert r is not None
+    return r
+
+
+NODES, PODS, EVENTS = _res("nodes"), _res("pods"), _res("events")
+HEARTBEAT = 10.0
+Obj = dict[str, Any]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def conflist(cni: str, pod_cidr: str, mtu: int, node_dir: Path) -> Obj:
+    """The CNI network configuration the agent drives, as a container runtime reads it."""
+    if cni == "ptp":  # Debian's reference plugins, in place of podnet's own
+        plugin: Obj = {"type": "ptp", "ipMasq": False, "mtu": mtu,
+                       "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                                "dataDir": str(node_dir / "ipam")}}
+    else:
+        plugin = {"type": "podnet-cni", "mtu": mtu,
+                  "ipam": {"type": "podnet", "ranges": [[{"subnet": pod_cidr}]],
+                           "dataDir": str(node_dir / "ipam")}}
+    return {"cniVersion": "1.1.0", "cniVersions": ["1.0.0", "1.1.0"], "name": "podnet",
+            "plugins": [plugin]}
+
+
+class Agent:
+    def __init__(self, state: ClusterState, node: str, *, backend: str, cni: str) -> None:
+        self.state = state
+        self.cluster = state.name
+        self.node = node
+        self.backend = backend
+        self.cni_mode = cni
+        self.dir = state.dir / "nodes" / node
+        self.ns = names.node_netns(self.cluster, node)
+        self.client = AsyncClient.from_state(state)
+        self.ip = ""
+        self.pod_cidr = ""
+        self.routes_dirty = asyncio.Event()
+        self.routes_ok = False
+        self.pods: Any = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.nodes: Reflector | None = None
+        self.events_sent: dict[tuple[str, str, str], Obj] = {}
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def node_ip(self) -> str:
+        _, out, _ = await netns.arun(["ip", "-n", self.ns, "-j", "-4", "addr", "show", "eth0"])
+        for link in json.loads(out):
+            for a in link.get("addr_info") or []:
+                return str(a["local"])
+        raise RuntimeError(f"no IPv4 address on eth0 in {self.ns}")
+
+    async def register(self) -> None:
+        """Create the Node (or find it after a restart) and post its first status."""
+        mem = 0
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1])
+        obj = node_object(self.node, self.ip, backend=self.backend, cpu=os.cpu_count() or 1,
+                          memory_kib=mem, kernel=platform.release(),
+                          os_image=_os_image(), arch=_arch())
+        try:
+            await self.client.create(NODES, None, obj)
+            log.info("registered node %s (%s)", self.node, self.ip)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            log.info("node %s was registered before", self.node)
+        await self.post_status(ready=False, reason="NetworkNotReady",
+                               message="waiting for a podCIDR and routes", base=obj)
+
+    async def post_status(self, *, ready: bool, reason: str, message: str,
+                          base: Obj | None = None) -> None:
+        current = await self.client.get(NODES, None, self.node)
+        status: Obj = dict((base or current).get("status") or {})
+        status["conditions"] = ready_condition(
+            ready, reason, message, now(), (current.get("status") or {}).get("conditions"))
+        await self.client.patch(NODES, None, self.node, {"status": status},
+                                subresource="status")
+
+    async def wait_pod_cidr(self) -> str:
+        while True:
+            node = await self.client.get(NODES, None, self.node)
+            cidr = (node.get("spec") or {}).get("podCIDR")
+            if cidr:
+                return str(cidr)
+            await asyncio.sleep(0.1)
+
+    def write_conflist(self) -> Path:
+        mtu = 1500 - (routes.VXLAN_OVERHEAD if self.backend == "vxlan" else 0)
+        conf_dir = self.dir / "net.d"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        path = conf_dir / "10-podnet.conflist"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(conflist(self.cni_mode, self.pod_cidr, mtu, self.dir),
+                                  indent=2))
+        tmp.replace(path)
+        return conf_dir
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ip = await self.node_ip()
+        await self.register()
+        self.pod_cidr = await self.wait_pod_cidr()
+        await netns.arun(["ip", "netns", "exec", self.ns, "sysctl", "-q", "-w",
+                          "net.ipv4.ip_forward=1"])
+        conf_dir = self.write_conflist()
+        if self.backend == "vxlan":
+            mac = await routes.ensure_vxlan(self.ns, self.ip, self.pod_cidr)
+            await self.client.patch(NODES, None, self.node,
+                                    {"metadata": {"annotations": {VXLAN_MAC_ANNOTATION: mac}}})
+        self.nodes = Reflector(self.client, NODES, None, self._node_event)
+        self.tasks.append(asyncio.create_task(self.nodes.run()))
+        self.tasks.append(asyncio.create_task(self._routes_loop()))
+        await self._start_pods(conf_dir)
+        self.tasks.append(asyncio.create_task(self._heartbeat()))
+        await asyncio.gather(*self.tasks)
+
+    async def _start_pods(self, conf_dir: Path) -> None:
+        from podnet.cni.runtime import CniRuntime
+        from podnet.runtime.pods import PodManager
+
+        bin_dirs = [Path(sys.executable).parent, Path("/usr/lib/cni"), Path("/opt/cni/bin")]
+        cni = CniRuntime(conf_dir, [d for d in bin_dirs if d.is_dir()], self.dir / "cni-cache",
+                         host_netns=self.ns)
+        self.pods = PodManager(cluster=self.cluster, node=self.node, node_ip=self.ip,
+                               state_dir=self.dir, cni=cni, on_status=self._pod_status,
+                               on_event=self._pod_event, on_gone=self._pod_gone)
+        await self.pods.start()
+        reflector = Reflector(self.client, PODS, None, self._pod_event_from_api,
+                              field_selector=f"spec.nodeName={self.node}")
+        self.tasks.append(asyncio.create_task(reflector.run()))
+
+    def _node_event(self, _kind: str, _obj: Obj) -> None:
+        self.routes_dirty.set()
+
+    async def _routes_loop(self) -> None:
+        while True:
+            await self.routes_dirty.wait()
+            self.routes_dirty.clear()
+            assert self.nodes is not None
+            peers = []
+            for n in self.nodes.objects.values():
+                name = n["metadata"]["name"]
+                cidr = (n.get("spec") or {}).get("podCIDR")
+                ip = internal_ip(n)
+                if name == self.node or not cidr or not ip:
+                    continue
+                mac = (n["metadata"].get("annotations") or {}).get(VXLAN_MAC_ANNOTATION)
+                peers.append(routes.Peer(name, ip, cidr, mac))
+            try:
+                await routes.sync(self.ns, self.backend, peers)
+                if not self.routes_ok:
+                    self.routes_ok = True
+                    await self.post_status(ready=True, reason="KubeletReady",
+                                           message="podnet agent is posting ready status")
+            except Exception:
+                log.exception("syncing routes; retrying")
+                await asyncio.sleep(1)
+                self.routes_dirty.set()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            with contextlib.suppress(ClientError):
+                await self.post_status(ready=self.routes_ok,
+                                       reason="KubeletReady" if self.routes_ok
+                                       else "NetworkNotReady",
+                                       message="podnet agent is posting ready status"
+                                       if self.routes_ok else "routes are not programmed yet")
+
+    # -- pods ----------------------------------------------------------------------------------
+
+    def _pod_event_from_api(self, kind: str, pod: Obj) -> None:
+        if kind == "DELETED":
+            self.pods.forget(pod["metadata"]["uid"])
+        else:
+            self.pods.sync(pod)
+
+    async def _pod_status(self, pod: Obj, status: Obj) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.client.patch(PODS, meta["namespace"], meta["name"], {"status": status},
+                                    subresource="status")
+        except ApiError as e:
+            if e.status != 404:
+                log.warning("status of %s/%s: %s", meta["namespace"], meta["name"], e.message)
+
+    async def _pod_gone(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.client.delete(PODS, meta["namespace"], meta["name"], {
+                "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": meta["uid"]}})
+        except ApiError as e:
+            if e.status not in (404, 409):
+                log.warning("deleting %s/%s: %s", meta["namespace"], meta["name"], e.message)
+
+    async def _pod_event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
+        """Record an Event on the pod, counting repeats as kubelet's recorder does."""
+        meta = pod["metadata"]
+        key = (meta["uid"], reason, message)
+        stamp = now()
+        try:
+            seen = self.events_sent.get(key)
+            if seen is not None:
+                seen["count"] += 1
+                seen["lastTimestamp"] = stamp
+                await self.client.patch(EVENTS, meta["namespace"], seen["metadata"]["name"],
+                                        {"count": seen["count"], "lastTimestamp": stamp})
+                return
+            ev = {"apiVersion": "v1", "kind": "Event",
+                  "metadata": {"generateName": f"{meta['name']}.",
+                               "namespace": meta["namespace"]},
+                  "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                     "namespace": meta["namespace"], "uid": meta["uid"]},
+                  "type": type_, "reason": reason, "message": message,
+                  "source": {"component": "kubelet", "host": self.node},
+                  "reportingComponent": "kubelet", "reportingInstance": self.node,
+                  "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1}
+            self.events_sent[key] = await self.client.create(EVENTS, meta["namespace"], ev)
+        except ClientError as e:
+            log.warning("event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e)
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        if self.pods is not None:
+            await self.pods.stop()
+        await self.client.close()
+
+
+def _os_image() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    return "Linux"
+
+
+def _arch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
