@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PACKAGES=(iproute2 nftables sqlite3 ca-certificates)
+PACKAGES=(iproute2 nftables sqlite3 ca-certificates iputils-ping util-linux
+          containernetworking-plugins)
 VENV=.venv
 STAMP="$VENV/.podnet-installed"   # newer than pyproject.toml once the install is done
 

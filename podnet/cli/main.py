@@ -1,10 +1,13 @@
 """The `podnet` command line.
 
     podnet up | down | status | kubeconfig          the cluster on this machine (--name N)
+    podnet up --nodes N --backend host-gw|vxlan     ... with N nodes (default 2; 0: no lab)
     podnet apply -f FILE|DIR|-                       client-side apply, as kubectl's
     podnet get KIND [NAME...] [-n NS|-A] [-o FMT]    server-side tables, YAML, JSON, names
     podnet delete (-f FILE | KIND NAME...)           delete and wait until gone
+    podnet exec node/NAME|external -- CMD...         run CMD in a machine of the lab
     podnet server --state-dir DIR                    the API server process (podnet.server)
+    podnet agent --state-dir DIR --node NODE         a node agent process (podnet.agent)
 
 Errors go to stderr worded as kubectl words them and make the exit status 1; usage errors
 exit 2. Output is only what was asked for, so scripts can rely on it and on exit codes.
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +36,10 @@ from podnet.cli.apply import (
 from podnet.client.http import ApiError, Client, ClientError
 from podnet.cluster import lifecycle
 from podnet.cluster.lifecycle import ClusterError
-from podnet.cluster.state import ClusterState, StateError
+from podnet.cluster.state import CNI_PLUGINS, DEFAULT_CNI, ClusterState, StateError
+from podnet.kernel import netns
+from podnet.lab import names as lab_names
+from podnet.lab import topology
 
 DEFAULT_NAMESPACE = "default"
 OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
@@ -98,7 +106,11 @@ def split_kind_names(words: Sequence[str]) -> list[tuple[Resource, str | None]]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    lifecycle.up(args.name, wait=args.timeout, port=args.port)
+    nodes = args.nodes
+    if nodes is None and not _state(args).exists():
+        nodes = topology.DEFAULT_NODES  # a new cluster; an existing one keeps its nodes
+    lifecycle.up(args.name, wait=args.timeout, port=args.port, nodes=nodes,
+                 backend=args.backend, lan_cidr=args.lan_cidr, cni=args.cni)
     return 0
 
 
@@ -117,6 +129,55 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
         raise StateError(f'cluster "{state.name}" does not exist ({state.dir})')
     print(state.kubeconfig)
     return 0
+
+
+# -- exec -------------------------------------------------------------------------------------
+
+
+def machine_netns(cluster: str, target: str) -> str | None:
+    """The namespace of a lab machine named as `node/NAME` or `external`; None when `target`
+    names no machine (a pod, for instance)."""
+    if target == topology.EXTERNAL:
+        return lab_names.external_netns(cluster)
+    kind, sep, name = target.partition("/")
+    if not sep or kind not in ("node", "nodes", "no"):
+        return None
+    if not re.fullmatch(r"node-[1-9][0-9]*", name):  # lab_names.node_name's names only
+        raise CommandError(f'Error from server (NotFound): nodes "{name}" not found')
+    return lab_names.node_netns(cluster, name)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    if not args.argv:
+        raise CommandError("error: you must specify at least one command for the container "
+                           "(podnet exec TARGET -- COMMAND [args...])")
+    ns = machine_netns(_state(args).name, args.target)
+    if ns is None:
+        return exec_pod(args)
+    if not netns.exists(ns):
+        what = "external host" if args.target == topology.EXTERNAL else \
+            f'node "{args.target.partition("/")[2]}"'
+        raise CommandError(f"error: the {what} of cluster \"{_state(args).name}\" does not "
+                           f"exist (namespace {ns})")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    rc = subprocess.run(netns.exec_argv(ns, args.argv)).returncode
+    return rc if rc >= 0 else 128 - rc
+
+
+def exec_pod(args: argparse.Namespace) -> int:
+    """`podnet exec POD -- CMD`: not there yet (the pod runtime brings it)."""
+    raise CommandError(f"error: cannot exec into {args.target!r}: use node/NAME or external "
+                       "(exec into pods is not there yet)")
+
+
+def _split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """An `exec` command line split at its `--`: (the podnet part, the command)."""
+    if "--" in argv:
+        i = argv.index("--")
+        if "exec" in argv[:i]:
+            return argv[:i], argv[i + 1:]
+    return argv, None
 
 
 # -- apply ------------------------------------------------------------------------------------
@@ -330,6 +391,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the API server to be ready (default 30)")
     p.add_argument("--port", type=int, metavar="PORT",
                    help="API port of a new cluster (default 6443 if free, else any free port)")
+    p.add_argument("--nodes", type=int, metavar="N",
+                   help=f"nodes of a new cluster (default {topology.DEFAULT_NODES}; 0: the "
+                        "control plane alone)")
+    p.add_argument("--backend", choices=topology.BACKENDS,
+                   help=f"routing between nodes of a new cluster (default "
+                        f"{topology.DEFAULT_BACKEND})")
+    p.add_argument("--cni", choices=CNI_PLUGINS,
+                   help=f"the CNI plugin of a new cluster's nodes: podnet-cni, or Debian's ptp + "
+                        f"host-local (default {DEFAULT_CNI})")
+    p.add_argument("--lan-cidr", metavar="CIDR",
+                   help=f"the LAN of a new cluster (default {topology.DEFAULT_LAN_CIDR})")
     p.set_defaults(func=cmd_up)
     add("down", "stop the cluster and remove its state").set_defaults(func=cmd_down)
     add("status", "show the cluster and its components").set_defaults(func=cmd_status)
@@ -337,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_kubeconfig)
     add("server", "run the API server (used by `up`; must be the first argument)").set_defaults(
         func=_server_not_first)
+    add("agent", "run a node agent (used by `up`; must be the first argument)").set_defaults(
+        func=_server_not_first)
+
+    p = add("exec", "run a command in a machine of the lab: node/NAME or external")
+    p.add_argument("target", metavar="TARGET", help="node/NAME or external")
+    p.add_argument("-c", "--container", metavar="C", help="(pods) the container")
+    p.set_defaults(func=cmd_exec, argv=[])
 
     p = add("apply", "create or update objects from manifests")
     p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
@@ -366,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _server_not_first(args: argparse.Namespace) -> int:
-    raise CommandError("error: use `podnet server --state-dir DIR` (server comes first)")
+    raise CommandError(f"error: use `podnet {args.command} --state-dir DIR ...` "
+                       f"({args.command} comes first)")
 
 
 def _run_server(argv: list[str]) -> int:
@@ -380,11 +460,29 @@ def _run_server(argv: list[str]) -> int:
     return server_main(argv)
 
 
+def _run_agent(argv: list[str]) -> int:
+    try:
+        from podnet.agent.main import main as agent_main
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("podnet.agent"):
+            raise
+        _err("error: this podnet has no node agent (podnet.agent.main is missing)")
+        return 1
+    return int(agent_main(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["server"]:
         return _run_server(argv[1:])
-    args = build_parser().parse_args(argv)
+    if argv[:1] == ["agent"]:
+        return _run_agent(argv[1:])
+    head, command = _split_exec(argv)
+    args = build_parser().parse_args(head)
+    if args.command == "exec":
+        args.argv = command or []
+    elif command is not None:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except CommandError as e:

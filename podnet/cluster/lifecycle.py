@@ -1,11 +1,18 @@
 """Bringing a cluster up, looking at it and tearing it down (`podnet up`, `status`, `down`).
 
 A cluster is its state directory plus a list of components, each of which can start, stop,
-clean up after itself and report its status. Today there is one, the API server; the node
-namespaces, the pod network and the services data plane plug in as further components later.
-`up` starts them in order, `down` stops them in reverse order, cleans up, and removes the state
-directory. `down` works after a crash, a stale pid file or a half-finished `up`: it finds the
-server by the state directory on its command line, not only by the pid file.
+clean up after itself and report its status:
+
+    Lab        the namespaces: the LAN, the nodes, the external host (podnet.lab)
+    ApiServer  the `podnet server` process
+    Agents     one `podnet agent --node node-i` process per node
+
+`up` starts them in that order and returns when every Node is Ready. `down` stops the agents,
+then removes the lab (the processes left in its namespaces, pods' namespaces first), then stops
+the server, cleans up, and removes the state directory. A cluster made with no nodes is the
+control plane alone. `down` works after a crash, a stale pid file or a half-finished `up`: it
+finds processes by the state directory on their command line, not only by their pid files, and
+namespaces by the cluster's name.
 """
 
 from __future__ import annotations
@@ -19,13 +26,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from podnet.api.resources import lookup
 from podnet.client.http import Client, ClientError
-from podnet.cluster.state import ClusterState, StateError, ensure, port_free
+from podnet.cluster.state import (
+    ClusterState,
+    LabSettings,
+    StateError,
+    clear_pid_file,
+    ensure,
+    port_free,
+    read_pid_file,
+    write_pid_file,
+)
+from podnet.kernel.netns import KernelError
+from podnet.lab import build as lab_build
 
 SERVER_ARGV0 = "server"  # the `podnet server` subcommand, checked on /proc/<pid>/cmdline
+AGENT_ARGV0 = "agent"  # the `podnet agent` subcommand
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 LOG_TAIL_LINES = 20
 
@@ -113,25 +132,34 @@ def find_servers(state: ClusterState) -> list[int]:
 
 def stop_process(pid: int, grace: float = STOP_GRACE) -> None:
     """SIGTERM, wait up to `grace` seconds, then SIGKILL; reap it if it is our child."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_gone(pid, grace):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if not _wait_gone(pid, 5.0):
-        raise ClusterError(f"process {pid} did not exit after SIGKILL")
+    stop_processes([pid], grace)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
+def stop_processes(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
+    """stop_process for several at once: all get SIGTERM, then those still there SIGKILL."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    left = _wait_gone(pids, grace)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    left = _wait_gone(left, 5.0)
+    if left:
+        raise ClusterError(f"processes {left} did not exit after SIGKILL")
+
+
+def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
+    """Wait until the processes are gone; those still alive at the deadline."""
     deadline = time.monotonic() + timeout
     delay = 0.01
+    left = list(pids)
     while True:
-        reap(pid)
-        if not pid_alive(pid):
-            return True
-        if time.monotonic() >= deadline:
-            return False
+        for pid in left:
+            reap(pid)
+        left = [pid for pid in left if pid_alive(pid)]
+        if not left or time.monotonic() >= deadline:
+            return left
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
 
@@ -159,19 +187,23 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-def spawn_server(state: ClusterState) -> int:
-    """Start `podnet server` in a new session, output appended to logs/server.log."""
-    state.logs_dir.mkdir(parents=True, exist_ok=True)
-    argv = server_argv(state)
+def spawn(argv: Sequence[str], log: Path) -> int:
+    """Start a podnet process in a new session, stdin from /dev/null, its output appended to
+    `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(state.server_log),
-         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     defaults = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    return os.posix_spawn(argv[0], argv, _server_env(), file_actions=actions, setsid=True,
-                          setsigdef=defaults)
+    return os.posix_spawn(argv[0], list(argv), _server_env(), file_actions=actions,
+                          setsid=True, setsigdef=defaults)
+
+
+def spawn_server(state: ClusterState) -> int:
+    """Start `podnet server` in a new session, output appended to logs/server.log."""
+    return spawn(server_argv(state), state.server_log)
 
 
 def _client(state: ClusterState, timeout: float = 2.0) -> Client:
@@ -272,7 +304,243 @@ def _object_counts(client: Client) -> list[tuple[str, str]]:
     return out
 
 
-COMPONENTS: list[Component] = [ApiServer()]
+# -- the lab ----------------------------------------------------------------------------------
+
+
+class Lab:
+    """The cluster's namespaces: the LAN, the nodes and the external host (none without
+    nodes). They carry the cluster's name, so they are found without any state file."""
+
+    name = "lab"
+    files: tuple[str, ...] = ()
+
+    def start(self, state: ClusterState, wait: float) -> bool:
+        plan = state.load().lab_plan(str(state.dir))
+        if not plan.nodes:
+            return False
+        try:
+            return lab_build.build(plan)
+        except (KernelError, lab_build.LabError) as e:
+            raise ClusterError(f"building the lab failed: {e}\n(`podnet down --name "
+                               f"{state.name}` removes what was made)") from e
+
+    def _has_lab(self, state: ClusterState) -> bool:
+        """False only when cluster.json says it never had one (no nodes); when it cannot be
+        read (a half-finished `up`), look for namespaces anyway."""
+        try:
+            return state.load().nodes > 0
+        except StateError:
+            return True
+
+    def stop(self, state: ClusterState) -> None:
+        if not self._has_lab(state):
+            return
+        try:
+            lab_build.teardown(state.name, owner=str(state.dir))
+        except lab_build.ForeignLabError:
+            return  # another root's cluster of the same name: not ours to remove
+        except (KernelError, lab_build.LabError) as e:
+            raise ClusterError(f"removing the lab failed: {e}") from e
+
+    def cleanup(self, state: ClusterState) -> None:
+        return None
+
+    def status(self, state: ClusterState) -> ComponentStatus:
+        plan = state.load().lab_plan(str(state.dir))
+        if not plan.nodes:
+            return ComponentStatus(self.name, True, [])
+        absent = set(lab_build.missing(plan))
+        lan = f"{plan.lan_netns}, {plan.lan_cidr}, backend {plan.backend}"
+        ext = plan.external
+        lines = [("lan", lan + (" (missing)" if plan.lan_netns in absent else "")),
+                 ("external", f"{ext.netns}, {ext.address}"
+                  + (" (missing)" if ext.netns in absent else ""))]
+        return ComponentStatus(self.name, not absent, lines)
+
+
+# -- the node agents --------------------------------------------------------------------------
+
+
+def agent_argv(state: ClusterState, node: str) -> list[str]:
+    """The command of node `node`'s agent. Whatever runs as an agent must keep `agent`,
+    `--state-dir DIR` and `--node NODE` on its command line: that is how it is found."""
+    return [sys.executable, "-m", "podnet.cli.main", AGENT_ARGV0, "--state-dir", str(state.dir),
+            "--node", node]
+
+
+def _option(args: Sequence[str], flag: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    return None
+
+
+def agent_of(args: Sequence[str]) -> tuple[str, str] | None:
+    """(state dir, node) when a command line is a node agent's, else None."""
+    if AGENT_ARGV0 not in args:
+        return None
+    state_dir, node = _option(args, "--state-dir"), _option(args, "--node")
+    if state_dir is None or node is None:
+        return None
+    return state_dir, node
+
+
+def is_agent_of(pid: int, state: ClusterState, node: str) -> bool:
+    """True when `pid` is the agent of `node` in this cluster (judged by its command line)."""
+    return agent_of(cmdline(pid)) == (str(state.dir), node)
+
+
+def find_agents(state: ClusterState) -> dict[str, list[int]]:
+    """Every live agent process of this cluster, by node."""
+    out: dict[str, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        found = agent_of(cmdline(pid))
+        if found is not None and found[0] == str(state.dir) and pid_alive(pid):
+            out.setdefault(found[1], []).append(pid)
+    return {node: sorted(pids) for node, pids in sorted(out.items())}
+
+
+def spawn_agent(state: ClusterState, node: str) -> int:
+    """Start node `node`'s agent in a new session; output appended to nodes/<node>/agent.log."""
+    return spawn(agent_argv(state, node), state.agent_log(node))
+
+
+def node_ready(node: dict[str, Any]) -> bool:
+    """Whether a Node object has condition Ready=True."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+               for c in conditions)
+
+
+def ready_nodes(client: Client) -> set[str]:
+    """Names of the Nodes that are Ready."""
+    res = lookup("nodes")
+    assert res is not None
+    return {str((n.get("metadata") or {}).get("name")) for n in client.list(res).get("items") or []
+            if node_ready(n)}
+
+
+class Agents:
+    """One `podnet agent` process per node: started after the server, in the host network
+    namespace; `up` waits until every Node they register is Ready."""
+
+    name = "agents"
+    files: tuple[str, ...] = ("nodes",)
+
+    def _nodes(self, state: ClusterState) -> list[str]:
+        return [m.name for m in state.load().lab_plan().nodes]
+
+    def running_pid(self, state: ClusterState, node: str,
+                    found: dict[str, list[int]] | None = None) -> int | None:
+        """The node's agent: the pid file's when it checks out, else one found by /proc."""
+        pid = read_pid_file(state.agent_pid(node))
+        if pid is not None and pid_alive(pid) and is_agent_of(pid, state, node):
+            return pid
+        pids = (find_agents(state) if found is None else found).get(node) or []
+        return pids[0] if pids else None
+
+    def start(self, state: ClusterState, wait: float) -> bool:
+        nodes = self._nodes(state)
+        if not nodes:
+            return False
+        found = find_agents(state)
+        started: list[str] = []
+        pids = {}
+        for node in nodes:
+            pid = self.running_pid(state, node, found)
+            if pid is None:
+                pid = spawn_agent(state, node)
+                started.append(node)
+            write_pid_file(state.agent_pid(node), pid)
+            pids[node] = pid
+        self._wait_ready(state, pids, wait)
+        return bool(started)
+
+    def _wait_ready(self, state: ClusterState, pids: dict[str, int], wait: float) -> None:
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        with _client(state) as client:
+            while True:
+                try:
+                    ready = ready_nodes(client)
+                except ClientError:
+                    ready = set()
+                waiting = [n for n in pids if n not in ready]
+                if not waiting:
+                    return
+                for node in waiting:
+                    code = reap(pids[node])
+                    if not pid_alive(pids[node]):
+                        clear_pid_file(state.agent_pid(node))
+                        how = f" (exit status {code})" if code is not None else ""
+                        raise ClusterError(
+                            f"the agent of {node} exited before its Node was Ready{how}; the "
+                            f"end of {state.agent_log(node)}:\n"
+                            f"{log_tail(state.agent_log(node))}")
+                if time.monotonic() >= deadline:
+                    raise ClusterError(
+                        f"{_nodes_phrase(waiting)} not Ready within {wait:g}s (the agents are "
+                        f"still running; `podnet status` shows them, `podnet down` removes the "
+                        f"cluster)" + "".join(
+                            f"\nthe end of {state.agent_log(n)}:\n{log_tail(state.agent_log(n))}"
+                            for n in waiting))
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.25)
+
+    def stop(self, state: ClusterState) -> None:
+        """Every agent of this cluster, found by its pid file or by /proc, all at once."""
+        pids = {p for ps in find_agents(state).values() for p in ps}
+        node_dirs = sorted(state.nodes_dir.iterdir()) if state.nodes_dir.is_dir() else []
+        for d in node_dirs:
+            pid = read_pid_file(state.agent_pid(d.name))
+            if pid is not None and pid_alive(pid) and is_agent_of(pid, state, d.name):
+                pids.add(pid)
+        stop_processes(sorted(pids))
+        for d in node_dirs:
+            clear_pid_file(state.agent_pid(d.name))
+
+    def cleanup(self, state: ClusterState) -> None:
+        return None
+
+    def status(self, state: ClusterState) -> ComponentStatus:
+        plan = state.load().lab_plan()
+        if not plan.nodes:
+            return ComponentStatus(self.name, True, [])
+        try:
+            with _client(state) as client:
+                ready: set[str] | None = ready_nodes(client)
+        except ClientError:
+            ready = None
+        present = set(lab_build.present(state.name))
+        found = find_agents(state)
+        healthy = True
+        lines = []
+        for m in plan.nodes:
+            pid = self.running_pid(state, m.name, found)
+            agent = f"agent running (pid {pid})" if pid is not None else "agent not running"
+            ready_word = ("Ready unknown" if ready is None else
+                          "Ready" if m.name in ready else "NotReady")
+            netns = m.netns if m.netns in present else f"{m.netns} (missing)"
+            healthy = healthy and pid is not None and ready_word == "Ready" \
+                and m.netns in present
+            lines.append((m.name, f"{netns}, {m.address}, {agent}, {ready_word}"))
+        return ComponentStatus(self.name, healthy, lines)
+
+
+def _nodes_phrase(nodes: Sequence[str]) -> str:
+    return f"node {nodes[0]} is" if len(nodes) == 1 else f"nodes {', '.join(nodes)} are"
+
+
+LAB = Lab()
+API_SERVER = ApiServer()
+AGENTS = Agents()
+COMPONENTS: list[Component] = [LAB, API_SERVER, AGENTS]  # the order `up` starts them in
+TEARDOWN: list[Component] = [AGENTS, LAB, API_SERVER]  # the order `down` stops them in
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -285,9 +553,14 @@ def _print_lines(lines: Sequence[tuple[str, str]], out: TextIO) -> None:
 
 
 def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
-       wait: float = 30.0, port: int | None = None, out: TextIO | None = None) -> ClusterState:
+       wait: float = 30.0, port: int | None = None, nodes: int | None = None,
+       backend: str | None = None, lan_cidr: str | None = None, cni: str | None = None,
+       out: TextIO | None = None) -> ClusterState:
     """Create the cluster's state if needed and start its components; a no-op (that says so)
-    when it is running already. `port` chooses the API port of a new cluster."""
+    when it is running already. `port`, `nodes`, `backend`, `lan_cidr` and `cni` choose those of
+    a new cluster (None: as the cluster has them; a new one gets no nodes: the control plane
+    alone).
+    Returns when every Node is Ready."""
     out = out or sys.stdout
     state = ClusterState.locate(name, root)
     try:
@@ -296,13 +569,19 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
         raise StateError(f"{state.dir}: permission denied (podnet needs root, or set "
                          "PODNET_STATE_ROOT to a directory you own)") from e
     with state.lock():
-        ensure(state.name, state.dir.parent, port=port)
+        ensure(state.name, state.dir.parent, port=port,
+               lab=LabSettings(nodes, backend, lan_cidr, cni))
         started = [c.start(state, wait) for c in COMPONENTS]
-    url = state.load().server_url
+    config = state.load()
+    url = config.server_url
     if any(started):
         print(f'cluster "{state.name}" is up at {url}', file=out)
     else:
         print(f'cluster "{state.name}" is already running at {url}', file=out)
+    if config.nodes:
+        plan = config.lab_plan()
+        print(f"nodes: {', '.join(m.name for m in plan.nodes)} Ready (backend "
+              f"{plan.backend}, LAN {plan.lan_cidr})", file=out)
     print(f"kubeconfig: {state.kubeconfig}", file=out)
     return state
 
@@ -322,18 +601,38 @@ def down(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
     out = out or sys.stdout
     state = ClusterState.locate(name, root)
     if not state.dir.is_dir():
+        if _remove_orphans(state):
+            print(f'cluster "{state.name}" deleted (its state directory was gone already)',
+                  file=out)
+            return True
         print(f'cluster "{state.name}" does not exist', file=out)
         return False
     if not _looks_like_state_dir(state):
         raise ClusterError(f"refusing to remove {state.dir}: it is not a podnet state directory")
     with state.lock():
-        for c in reversed(COMPONENTS):
+        for c in TEARDOWN:
             c.stop(state)
-        for c in reversed(COMPONENTS):
+        for c in TEARDOWN:
             c.cleanup(state)
         shutil.rmtree(state.dir)
     print(f'cluster "{state.name}" deleted', file=out)
     return True
+
+
+def _remove_orphans(state: ClusterState) -> bool:
+    """Agents, namespaces and servers of a cluster whose state directory is gone (removed by
+    hand); True when there were any."""
+    agents = [p for ps in find_agents(state).values() for p in ps]
+    servers = find_servers(state)
+    stop_processes(agents)
+    try:
+        removed = lab_build.teardown(state.name, owner=str(state.dir))
+    except lab_build.ForeignLabError:
+        removed = []
+    except (KernelError, lab_build.LabError) as e:
+        raise ClusterError(f"removing the lab failed: {e}") from e
+    stop_processes(servers)
+    return bool(agents or removed or servers)
 
 
 def status(name: str | None = None, root: str | os.PathLike[str] | None = None, *,

@@ -3,7 +3,8 @@
 A cluster is a directory `<root>/<name>/`; the root is $PODNET_STATE_ROOT or /var/lib/podnet,
 the name --name, $PODNET_CLUSTER or "podnet". Inside:
 
-    cluster.json              name, bind address, port, CIDRs, node port range, creation time
+    cluster.json              name, bind address, port, CIDRs, node port range, creation time,
+                              and the lab: node count, LAN CIDR, routing backend, CNI plugin
     pki/ca.crt, pki/ca.key    the cluster's own CA (keys are 0600)
     pki/server.crt, .key      the API server's serving certificate
     token                     the admin bearer token (0600)
@@ -11,6 +12,8 @@ the name --name, $PODNET_CLUSTER or "podnet". Inside:
     store.db                  the API server's store (written by the server)
     logs/server.log           the server's stdout and stderr
     run/server.pid            the server's pid
+    nodes/<node>/agent.log    a node agent's stdout and stderr
+    nodes/<node>/agent.pid    a node agent's pid
 
 `ensure` creates what is missing and keeps what is there: re-running it keeps the CA, the token
 and the port, so kubeconfigs handed out before stay valid.
@@ -27,11 +30,12 @@ import os
 import secrets
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from podnet.api.names import is_dns1123_label
+from podnet.lab import topology
 
 ENV_ROOT = "PODNET_STATE_ROOT"
 ENV_NAME = "PODNET_CLUSTER"
@@ -43,6 +47,8 @@ DEFAULT_BIND = "127.0.0.1"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 DEFAULT_NODE_PORT_RANGE = "30000-32767"
+CNI_PLUGINS = ("podnet", "ptp")  # podnet-cni, or Debian's ptp + host-local in its place
+DEFAULT_CNI = "podnet"
 
 
 class StateError(Exception):
@@ -91,6 +97,10 @@ class ClusterConfig:
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR
     node_port_range: str = DEFAULT_NODE_PORT_RANGE
     created: str = ""
+    nodes: int = 0  # 0: the control plane only, no lab
+    backend: str = topology.DEFAULT_BACKEND
+    lan_cidr: str = topology.DEFAULT_LAN_CIDR
+    cni: str = DEFAULT_CNI
 
     @property
     def server_url(self) -> str:
@@ -100,7 +110,8 @@ class ClusterConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: d[k] for k in ("name", "bind", "port", "service_cidr", "cluster_cidr",
-                                  "node_port_range", "created")}
+                                  "node_port_range", "created", "nodes", "backend",
+                                  "lan_cidr", "cni")}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClusterConfig:
@@ -113,8 +124,19 @@ class ClusterConfig:
                 cluster_cidr=str(d.get("cluster_cidr", DEFAULT_CLUSTER_CIDR)),
                 node_port_range=str(d.get("node_port_range", DEFAULT_NODE_PORT_RANGE)),
                 created=str(d.get("created", "")),
+                nodes=int(d.get("nodes", 0)),
+                backend=str(d.get("backend", topology.DEFAULT_BACKEND)),
+                lan_cidr=str(d.get("lan_cidr", topology.DEFAULT_LAN_CIDR)),
+                cni=str(d.get("cni", DEFAULT_CNI)),
             )
         except (KeyError, TypeError, ValueError) as e:
+            raise StateError(f"bad cluster.json: {e}") from e
+
+    def lab_plan(self, owner: str = "") -> topology.LabPlan:
+        """The cluster's lab (no nodes: no lab is built). `owner`: the state directory."""
+        try:
+            return topology.plan(self.name, self.nodes, self.lan_cidr, self.backend, owner)
+        except topology.TopologyError as e:
             raise StateError(f"bad cluster.json: {e}") from e
 
 
@@ -196,6 +218,19 @@ class ClusterState:
     def lock_path(self) -> Path:
         return self.dir / ".lock"
 
+    @property
+    def nodes_dir(self) -> Path:
+        return self.dir / "nodes"
+
+    def node_dir(self, node: str) -> Path:
+        return self.nodes_dir / node
+
+    def agent_log(self, node: str) -> Path:
+        return self.node_dir(node) / "agent.log"
+
+    def agent_pid(self, node: str) -> Path:
+        return self.node_dir(node) / "agent.pid"
+
     # -- files -------------------------------------------------------------------------------
 
     def exists(self) -> bool:
@@ -225,19 +260,13 @@ class ClusterState:
 
     def read_pid(self) -> int | None:
         """The pid in run/server.pid, or None when there is none (or it is garbage)."""
-        try:
-            text = self.server_pid.read_text().strip()
-        except OSError:
-            return None
-        return int(text) if text.isdigit() and int(text) > 0 else None
+        return read_pid_file(self.server_pid)
 
     def write_pid(self, pid: int) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.server_pid, f"{pid}\n".encode(), 0o644)
+        write_pid_file(self.server_pid, pid)
 
     def clear_pid(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.server_pid.unlink()
+        clear_pid_file(self.server_pid)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -249,6 +278,25 @@ class ClusterState:
             yield
         finally:
             os.close(fd)
+
+
+def read_pid_file(path: Path) -> int | None:
+    """The pid in a pid file, or None when there is none (or it is garbage)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, f"{pid}\n".encode(), 0o644)
+
+
+def clear_pid_file(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def write_atomic(path: Path, data: bytes, mode: int) -> None:
@@ -345,7 +393,32 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None) -> ClusterConfig:
+@dataclass(frozen=True)
+class LabSettings:
+    """What `up` asks of the lab and its nodes; None: as the cluster has it (a new cluster:
+    the default, which is no nodes at all here; the CLI asks for topology.DEFAULT_NODES)."""
+
+    nodes: int | None = None
+    backend: str | None = None
+    lan_cidr: str | None = None
+    cni: str | None = None
+
+    def changes(self, config: ClusterConfig) -> list[str]:
+        """How these settings differ from an existing cluster's, worded for an error."""
+        out = []
+        if self.nodes is not None and self.nodes != config.nodes:
+            out.append(f"{config.nodes} nodes")
+        if self.backend is not None and self.backend != config.backend:
+            out.append(f"backend {config.backend}")
+        if self.lan_cidr is not None and self.lan_cidr != config.lan_cidr:
+            out.append(f"LAN {config.lan_cidr}")
+        if self.cni is not None and self.cni != config.cni:
+            out.append(f"CNI {config.cni}")
+        return out
+
+
+def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None,
+                   lab: LabSettings) -> ClusterConfig:
     if state.cluster_json.exists():
         config = state.load()
         if config.name != state.name:
@@ -353,11 +426,25 @@ def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None) -> C
         if port and port != config.port:
             raise StateError(f'cluster "{state.name}" exists with port {config.port}; remove it '
                              f"(podnet down) to change the port")
+        changes = lab.changes(config)
+        if changes:
+            raise StateError(f'cluster "{state.name}" exists with {", ".join(changes)}; remove '
+                             f"it (podnet down) to change that")
         return config
+    config = ClusterConfig(name=state.name, port=port or 0, created=rfc3339(now),
+                           nodes=0 if lab.nodes is None else lab.nodes,
+                           backend=lab.backend or topology.DEFAULT_BACKEND,
+                           lan_cidr=lab.lan_cidr or topology.DEFAULT_LAN_CIDR,
+                           cni=lab.cni or DEFAULT_CNI)
+    errs = topology.problems(config.nodes, config.lan_cidr, config.backend)
+    if config.cni not in CNI_PLUGINS:
+        errs.append(f"cni must be one of {', '.join(CNI_PLUGINS)}, not {config.cni!r}")
+    if errs:
+        raise StateError("; ".join(errs))
     if not port:
         root = state.dir.parent
         port = choose_port(DEFAULT_BIND, claimed_ports(root) if root.is_dir() else ())
-    config = ClusterConfig(name=state.name, port=port, created=rfc3339(now))
+        config = replace(config, port=port)
     state.save(config)
     return config
 
@@ -407,14 +494,16 @@ def ensure(
     port: int | None = None,
     extra_ips: Iterable[str] = (),
     now: dt.datetime | None = None,
+    lab: LabSettings | None = None,
 ) -> ClusterState:
     """Create whatever is missing of cluster `name`'s state; keep what is there. The API port
-    is `port`, or else 6443 if free, or else one the kernel finds free; it never changes."""
+    is `port`, or else 6443 if free, or else one the kernel finds free; it never changes, and
+    neither do the lab's settings (`lab`; a new cluster without them has no nodes)."""
     state = ClusterState.locate(name, root)
     now = now or utc_now()
     try:
         state.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config = _ensure_config(state, now, port)
+        config = _ensure_config(state, now, port, lab or LabSettings())
         _ensure_pki(state, config, extra_ips, now)
         token = _ensure_token(state)
         _ensure_kubeconfig(state, config, token)

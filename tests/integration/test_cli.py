@@ -99,7 +99,8 @@ def test_kubeconfig_command_and_kubectl(cluster):
 def test_down_after_a_crash_and_a_stale_pid_file(cluster_root):
     name = "c" + secrets.token_hex(3)
     port = str(ephemeral_port("127.0.0.1"))
-    assert podnet(cluster_root, "up", "--name", name, "--port", port).returncode == 0
+    assert podnet(cluster_root, "up", "--name", name, "--port", port, "--nodes", "0"
+                  ).returncode == 0
     state = ClusterState.locate(name, cluster_root)
     pid = state.read_pid()
     assert pid is not None and lifecycle.is_server_of(pid, state)
