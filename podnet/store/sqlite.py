@@ -4,7 +4,7 @@ Layout:
   log(key, rev, create_rev, deleted, value)  every version of every key; history for reads at old
                                              revisions and for watches that resume
   kv(key, create_rev, mod_rev, value)        the current value of each live key, for fast reads
-  meta(name, value)                          'revision' and 'compacted'
+  meta(name, value)                          'compacted', and a floor for the revision
 
 Durability: each transaction is one SQLite transaction. With WAL and synchronous=NORMAL a commit
 is written to the WAL file before it returns, so it survives the server being killed (kill -9);
@@ -64,7 +64,13 @@ class _SqliteWatch(Watch):
         self._queue: collections.deque[list[Event]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._closed: str | None = None
-        self.progress_interval = store.progress_interval
+        self._progress = False
+
+    def tick(self) -> None:
+        """Called by the store's ticker: an idle watch gets a progress notification."""
+        if not self._queue:
+            self._progress = True
+            self._wakeup.set()
 
     def push(self, events: list[Event]) -> None:
         if self._closed:
@@ -95,11 +101,10 @@ class _SqliteWatch(Watch):
                     raise WatchClosed(self._closed)
                 return
             self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), self.progress_interval)
-            except TimeoutError:
-                if not self._queue and not self._closed:
-                    yield []  # progress: every change up to store.revision was delivered
+            await self._wakeup.wait()
+            if not self._queue and not self._closed and self._progress:
+                self._progress = False
+                yield []  # progress: every change up to store.revision was delivered
 
     def __aiter__(self) -> AsyncIterator[list[Event]]:
         return self._iterate()
@@ -113,10 +118,14 @@ class SqliteStore(Store):
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         meta = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
-        self._rev: int = meta["revision"]
+        # The revision is the newest in the log; meta keeps a floor for when compaction has
+        # removed the newest rows (tombstones), so a write costs no extra page.
+        newest = self._db.execute("SELECT MAX(rev) FROM log").fetchone()[0] or 0
+        self._rev: int = max(meta["revision"], newest)
         self._compacted: int = meta["compacted"]
         self._watches: list[_SqliteWatch] = []
         self.progress_interval = 1.0
+        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def revision(self) -> int:
@@ -207,7 +216,6 @@ class SqliteStore(Store):
             if not events:
                 db.execute("ROLLBACK")
                 return TxnResult(True, self._rev, {})
-            db.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (rev,))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -236,6 +244,7 @@ class SqliteStore(Store):
                 "(SELECT MAX(rev) FROM log AS n WHERE n.key = log.key AND n.rev <= ?))",
                 (revision, revision))
             db.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (revision,))
+            db.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (self._rev,))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -249,6 +258,8 @@ class SqliteStore(Store):
         if start_revision and start_revision <= self._compacted:
             raise Compacted(start_revision, self._compacted)
         w = _SqliteWatch(self, prefix)
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
         if start_revision and start_revision <= self._rev:
             # Replay history, then go live. No await happens between the read and the
             # registration, so no revision can be missed or seen twice.
@@ -275,6 +286,13 @@ class SqliteStore(Store):
             batches[-1].append(ev)
         return batches
 
+    async def _tick(self) -> None:
+        # One timer for all watches, rather than one per watch per wait.
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            for w in list(self._watches):
+                w.tick()
+
     def _publish(self, events: list[Event]) -> None:
         for w in list(self._watches):
             mine = [e for e in events if e.kv.key.startswith(w.prefix)]
@@ -288,6 +306,8 @@ class SqliteStore(Store):
     def end_watches(self) -> None:
         for w in list(self._watches):
             w.close("the server is stopping")
+        if self._ticker is not None:
+            self._ticker.cancel()
 
     async def close(self) -> None:
         self.end_watches()

@@ -128,3 +128,17 @@ def test_watch_from_now_sees_only_new_changes(store):
         return []
 
     assert run(scenario()) == [(b"2", 2)]
+
+
+def test_revision_survives_compacting_away_the_newest_tombstone(tmp_path: Path):
+    s = SqliteStore(tmp_path / "db")
+    run(s.txn([], [Put("/a", b"1")]))
+    run(s.txn([], [Delete("/a")]))
+    run(s.compact(2))  # removes the tombstone at revision 2: the log is empty
+    run(s.close())
+    s2 = SqliteStore(tmp_path / "db")
+    try:
+        assert s2.revision == 2
+        assert run(s2.txn([], [Put("/b", b"1")])).revision == 3
+    finally:
+        run(s2.close())
