@@ -11,6 +11,7 @@ Paths served (GROUP/VERSION is `api/v1` for the core group, `apis/G/V` otherwise
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import hmac
@@ -140,7 +141,8 @@ class Api:
         self.server_address = server_address
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.ready = False
-        self.watches: set[asyncio.Task[Any]] = set()
+        self._lines: collections.OrderedDict[tuple[str, str, str], bytes] = \
+            collections.OrderedDict()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
@@ -473,9 +475,12 @@ class Api:
                                 resource_version=obj["metadata"].get("resourceVersion", ""),
                                 with_columns=first_table)
                             first_table = False
+                            line = _dump({"type": kind, "object": obj}) + b"\n"
                         elif mode == "metadata":
-                            obj = _partial(obj)
-                        await resp.write(_dump({"type": kind, "object": obj}) + b"\n")
+                            line = _dump({"type": kind, "object": _partial(obj)}) + b"\n"
+                        else:
+                            line = self._event_line(kind, obj)
+                        await resp.write(line)
                     if now >= deadline:
                         break
                     transport = request.transport
@@ -488,6 +493,18 @@ class Api:
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
         return resp
+
+    def _event_line(self, kind: str, obj: dict[str, Any]) -> bytes:
+        """A watch event's JSON line, encoded once for all the watchers that get it."""
+        meta = obj["metadata"]
+        key = (kind, meta.get("uid", ""), meta.get("resourceVersion", ""))
+        line = self._lines.get(key)
+        if line is None:
+            line = _dump({"type": kind, "object": obj}) + b"\n"
+            self._lines[key] = line
+            if len(self._lines) > 4096:
+                self._lines.popitem(last=False)
+        return line
 
     def _bookmark(self, res: Resource, rv: dict[str, Any],
                   initial_end: bool = False) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Service's cluster IP and node ports) change together or not at all.
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import datetime as dt
 import logging
@@ -126,6 +127,8 @@ class Registry:
         self.rng = rng or random.SystemRandom()
         self.taken_ips: set[str] = set()
         self.taken_ports: set[int] = set()
+        self._decode_cache: collections.OrderedDict[tuple[str, int], Obj] = \
+            collections.OrderedDict()
 
     async def start(self) -> None:
         """Load what Services hold, and create what every cluster has from the start."""
@@ -605,8 +608,19 @@ class Registry:
         finally:
             w.close()
 
-    @staticmethod
-    def _filter(ev: Event, sel: Selectors) -> tuple[str, Obj] | None:
+    def _decoded(self, kv: KeyValue) -> Obj:
+        """Decode a watched value once for all watchers (they only read it)."""
+        k = (kv.key, kv.mod_revision)
+        obj = self._decode_cache.get(k)
+        if obj is None:
+            obj = decode(kv)
+            self._decode_cache[k] = obj
+            if len(self._decode_cache) > 4096:
+                self._decode_cache.popitem(last=False)
+        return obj
+
+    def _filter(self, ev: Event, sel: Selectors) -> tuple[str, Obj] | None:
+        decode = self._decoded
         obj = decode(ev.kv)
         if sel.label is None and sel.field is None:
             if ev.type == "DELETE":
