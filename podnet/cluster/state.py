@@ -27,6 +27,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import random
 import secrets
 import socket
 from collections.abc import Iterable, Iterator
@@ -339,12 +340,26 @@ def claimed_ports(root: Path) -> set[int]:
     return out
 
 
+def _local_port_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def ephemeral_port(bind: str) -> int:
-    """A port the kernel considers free right now."""
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((bind, 0))
-        return int(s.getsockname()[1])
+    """A free port below the kernel's range for outgoing connections' source ports: a port in
+    that range, once its server stops (e.g. killed and restarted), can be taken by any client
+    connection in between, and the restarted server could not bind it again."""
+    lo, _ = _local_port_range()
+    floor = 10000 if lo > 11000 else 1024
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(floor, lo)
+        if port_free(bind, port):
+            return port
+    raise StateError(f"no free TCP port on {bind} below {lo}")
 
 
 def choose_port(bind: str, taken: Iterable[int] = (), preferred: int = DEFAULT_PORT) -> int:
