@@ -178,6 +178,7 @@ class Agent:
         reflector = Reflector(self.client, PODS, None, self._pod_event_from_api,
                               field_selector=f"spec.nodeName={self.node}")
         self.tasks.append(asyncio.create_task(reflector.run()))
+        self.tasks.append(asyncio.create_task(self._forget_vanished(reflector)))
 
     def _node_event(self, _kind: str, _obj: Obj) -> None:
         self.routes_dirty.set()
@@ -218,6 +219,13 @@ class Agent:
                                        if self.routes_ok else "routes are not programmed yet")
 
     # -- pods ----------------------------------------------------------------------------------
+
+    async def _forget_vanished(self, reflector: Reflector) -> None:
+        """Pods deleted while the agent was down: the runtime still has them, the API not."""
+        await reflector.synced.wait()
+        for uid in self.pods.known_uids() - set(reflector.objects):
+            log.info("pod %s is gone from the API; tearing it down", uid)
+            self.pods.forget(uid)
 
     def _pod_event_from_api(self, kind: str, pod: Obj) -> None:
         if kind == "DELETED":

@@ -166,9 +166,26 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def exec_pod(args: argparse.Namespace) -> int:
-    """`podnet exec POD -- CMD`: not there yet (the pod runtime brings it)."""
-    raise CommandError(f"error: cannot exec into {args.target!r}: use node/NAME or external "
-                       "(exec into pods is not there yet)")
+    """`podnet exec [-n NS] POD [-c C] -- CMD`: run CMD in the pod's namespaces."""
+    from podnet.cli import pods
+
+    name = args.target.removeprefix("pod/").removeprefix("pods/")
+    try:
+        return pods.exec_in_pod(_state(args), _namespace(args), name, args.container,
+                                args.argv)
+    except pods.PodError as e:
+        raise CommandError(str(e)) from e
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from podnet.cli import pods
+
+    name = args.pod.removeprefix("pod/").removeprefix("pods/")
+    try:
+        return pods.logs(_state(args), _namespace(args), name, args.container,
+                         follow=args.follow, tail=args.tail)
+    except pods.PodError as e:
+        raise CommandError(str(e)) from e
 
 
 def _split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
@@ -412,10 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("agent", "run a node agent (used by `up`; must be the first argument)").set_defaults(
         func=_server_not_first)
 
-    p = add("exec", "run a command in a machine of the lab: node/NAME or external")
-    p.add_argument("target", metavar="TARGET", help="node/NAME or external")
+    p = add("exec", "run a command in a pod, or in a machine of the lab: node/NAME or "
+                    "external")
+    p.add_argument("target", metavar="TARGET", help="POD, node/NAME or external")
     p.add_argument("-c", "--container", metavar="C", help="(pods) the container")
     p.set_defaults(func=cmd_exec, argv=[])
+
+    p = add("logs", "print a container's logs")
+    p.add_argument("pod", metavar="POD")
+    p.add_argument("-c", "--container", metavar="C")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--tail", type=int, default=-1, metavar="N")
+    p.set_defaults(func=cmd_logs)
 
     p = add("apply", "create or update objects from manifests")
     p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
