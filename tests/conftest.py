@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from podnet.api.resources import Resource, lookup
 from podnet.client.http import Client
 from podnet.cluster import lifecycle
 from podnet.cluster.state import ClusterState, ephemeral_port
+from podnet.kernel import netns as kernel_netns
+from podnet.lab import names as lab_names
 
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
@@ -137,3 +139,35 @@ def cluster(cluster_root: Path) -> Iterator[TestCluster]:
         leaked = leftover_servers(state)
         assert not leaked, f"server processes left behind: {leaked}"
         assert not state.dir.exists(), f"state left behind: {state.dir}"
+
+
+@pytest.fixture
+def make_lab(cluster_root: Path) -> Iterator[Callable[..., TestCluster]]:
+    """Bring up clusters with nodes and agents: `make_lab(nodes=3, backend=..., cni=...)`.
+    Every cluster made is torn down afterwards, checking that no namespace or process of it
+    is left behind."""
+    if not is_root():
+        pytest.skip(NOT_ROOT_REASON)
+    made: list[TestCluster] = []
+    quiet: Any = io.StringIO()
+
+    def make(nodes: int = 3, backend: str = "host-gw", cni: str = "podnet") -> TestCluster:
+        name = "n" + secrets.token_hex(4)
+        made.append(TestCluster(ClusterState.locate(name, cluster_root), None,  # type: ignore[arg-type]
+                                cluster_root))
+        lifecycle.up(name, cluster_root, wait=60.0, port=ephemeral_port("127.0.0.1"),
+                     nodes=nodes, backend=backend, cni=cni, out=quiet)
+        made[-1].client = Client.from_state(made[-1].state)
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            if c.client is not None:
+                c.client.close()
+            lifecycle.down(c.name, cluster_root, out=quiet)
+        for c in made:
+            left = [n for n in kernel_netns.names() if lab_names.owns_netns(c.name, n)]
+            assert not left, f"namespaces left behind: {left}"
+            assert not leftover_servers(c.state), "server processes left behind"
