@@ -151,12 +151,13 @@ def make_lab(cluster_root: Path) -> Iterator[Callable[..., TestCluster]]:
     made: list[TestCluster] = []
     quiet: Any = io.StringIO()
 
-    def make(nodes: int = 3, backend: str = "host-gw", cni: str = "podnet") -> TestCluster:
+    def make(nodes: int = 3, backend: str = "host-gw", cni: str = "podnet",
+             **settings: Any) -> TestCluster:
         name = "n" + secrets.token_hex(4)
         made.append(TestCluster(ClusterState.locate(name, cluster_root), None,  # type: ignore[arg-type]
                                 cluster_root))
         lifecycle.up(name, cluster_root, wait=60.0, port=ephemeral_port("127.0.0.1"),
-                     nodes=nodes, backend=backend, cni=cni, out=quiet)
+                     nodes=nodes, backend=backend, cni=cni, out=quiet, **settings)
         made[-1].client = Client.from_state(made[-1].state)
         return made[-1]
 

@@ -555,6 +555,7 @@ def _print_lines(lines: Sequence[tuple[str, str]], out: TextIO) -> None:
 def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
        wait: float = 30.0, port: int | None = None, nodes: int | None = None,
        backend: str | None = None, lan_cidr: str | None = None, cni: str | None = None,
+       node_cidr_mask: int | None = None,
        out: TextIO | None = None) -> ClusterState:
     """Create the cluster's state if needed and start its components; a no-op (that says so)
     when it is running already. `port`, `nodes`, `backend`, `lan_cidr` and `cni` choose those of
@@ -570,7 +571,7 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
                          "PODNET_STATE_ROOT to a directory you own)") from e
     with state.lock():
         ensure(state.name, state.dir.parent, port=port,
-               lab=LabSettings(nodes, backend, lan_cidr, cni))
+               lab=LabSettings(nodes, backend, lan_cidr, cni, node_cidr_mask))
         started = [c.start(state, wait) for c in COMPONENTS]
     config = state.load()
     url = config.server_url

@@ -48,6 +48,7 @@ DEFAULT_BIND = "127.0.0.1"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_CLUSTER_CIDR = "10.244.0.0/16"
 DEFAULT_NODE_PORT_RANGE = "30000-32767"
+DEFAULT_NODE_CIDR_MASK = 24
 CNI_PLUGINS = ("podnet", "ptp")  # podnet-cni, or Debian's ptp + host-local in its place
 DEFAULT_CNI = "podnet"
 
@@ -102,6 +103,7 @@ class ClusterConfig:
     backend: str = topology.DEFAULT_BACKEND
     lan_cidr: str = topology.DEFAULT_LAN_CIDR
     cni: str = DEFAULT_CNI
+    node_cidr_mask: int = DEFAULT_NODE_CIDR_MASK  # each node's podCIDR: a /mask of cluster_cidr
 
     @property
     def server_url(self) -> str:
@@ -112,7 +114,7 @@ class ClusterConfig:
         d = asdict(self)
         return {k: d[k] for k in ("name", "bind", "port", "service_cidr", "cluster_cidr",
                                   "node_port_range", "created", "nodes", "backend",
-                                  "lan_cidr", "cni")}
+                                  "lan_cidr", "cni", "node_cidr_mask")}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClusterConfig:
@@ -129,6 +131,7 @@ class ClusterConfig:
                 backend=str(d.get("backend", topology.DEFAULT_BACKEND)),
                 lan_cidr=str(d.get("lan_cidr", topology.DEFAULT_LAN_CIDR)),
                 cni=str(d.get("cni", DEFAULT_CNI)),
+                node_cidr_mask=int(d.get("node_cidr_mask", DEFAULT_NODE_CIDR_MASK)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise StateError(f"bad cluster.json: {e}") from e
@@ -417,6 +420,7 @@ class LabSettings:
     backend: str | None = None
     lan_cidr: str | None = None
     cni: str | None = None
+    node_cidr_mask: int | None = None
 
     def changes(self, config: ClusterConfig) -> list[str]:
         """How these settings differ from an existing cluster's, worded for an error."""
@@ -429,6 +433,8 @@ class LabSettings:
             out.append(f"LAN {config.lan_cidr}")
         if self.cni is not None and self.cni != config.cni:
             out.append(f"CNI {config.cni}")
+        if self.node_cidr_mask is not None and self.node_cidr_mask != config.node_cidr_mask:
+            out.append(f"/{config.node_cidr_mask} pod CIDRs")
         return out
 
 
@@ -450,8 +456,13 @@ def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None,
                            nodes=0 if lab.nodes is None else lab.nodes,
                            backend=lab.backend or topology.DEFAULT_BACKEND,
                            lan_cidr=lab.lan_cidr or topology.DEFAULT_LAN_CIDR,
-                           cni=lab.cni or DEFAULT_CNI)
+                           cni=lab.cni or DEFAULT_CNI,
+                           node_cidr_mask=lab.node_cidr_mask or DEFAULT_NODE_CIDR_MASK)
     errs = topology.problems(config.nodes, config.lan_cidr, config.backend)
+    cluster_prefix = int(config.cluster_cidr.partition("/")[2] or 0)
+    if not cluster_prefix <= config.node_cidr_mask <= 30:
+        errs.append(f"node_cidr_mask must be between /{cluster_prefix} (the cluster CIDR "
+                    f"{config.cluster_cidr}) and /30, not /{config.node_cidr_mask}")
     if config.cni not in CNI_PLUGINS:
         errs.append(f"cni must be one of {', '.join(CNI_PLUGINS)}, not {config.cni!r}")
     if errs:

@@ -65,7 +65,8 @@ async def serve(args: argparse.Namespace) -> None:
     tasks = [asyncio.create_task(NamespaceController(registry).run()),
              asyncio.create_task(compact_forever(store, args.compaction_interval)),
              asyncio.create_task(NodeIpamController(
-                 registry, config.get("cluster_cidr", "10.244.0.0/16")).run()),
+                 registry, config.get("cluster_cidr", "10.244.0.0/16"),
+                 int(config.get("node_cidr_mask", 24))).run()),
              asyncio.create_task(Scheduler(registry).run())]
     # What start-up allocated lives as long as the server: keep it out of the collector's
     # full passes, which otherwise show up as latency spikes.

@@ -108,7 +108,7 @@ def test_ensure_creates_everything(tmp_path: Path) -> None:
         "name": "c1", "bind": "127.0.0.1", "port": 6443, "service_cidr": "10.96.0.0/12",
         "cluster_cidr": "10.244.0.0/16", "node_port_range": "30000-32767",
         "created": "2030-01-02T03:04:05Z", "nodes": 0, "backend": "host-gw",
-        "lan_cidr": "172.18.0.0/24", "cni": "podnet",
+        "lan_cidr": "172.18.0.0/24", "cni": "podnet", "node_cidr_mask": 24,
     }
     for secret in (s.ca_key, s.server_key, s.token_path, s.kubeconfig):
         assert mode(secret) == 0o600, secret
@@ -192,7 +192,7 @@ def test_config_round_trip_and_url() -> None:
     assert ClusterConfig.from_dict(c.to_dict()) == c
     assert list(c.to_dict()) == ["name", "bind", "port", "service_cidr", "cluster_cidr",
                                  "node_port_range", "created", "nodes", "backend",
-                                 "lan_cidr", "cni"]
+                                 "lan_cidr", "cni", "node_cidr_mask"]
     assert c.server_url == "https://127.0.0.1:7000"
     assert ClusterConfig(name="x", port=1, bind="::1").server_url == "https://[::1]:1"
 
