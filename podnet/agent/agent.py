@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +267,8 @@ class Agent:
                                         {"count": seen["count"], "lastTimestamp": stamp})
                 return
             ev = {"apiVersion": "v1", "kind": "Event",
-                  "metadata": {"generateName": f"{meta['name']}.",
+                  # Named as kubelet names them: the object's name and a nanosecond stamp.
+                  "metadata": {"name": f"{meta['name']}.{time.time_ns():x}",
                                "namespace": meta["namespace"]},
                   "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
                                      "namespace": meta["namespace"], "uid": meta["uid"]},
