@@ -1,5 +1,5 @@
 # podnet. On a fresh Debian machine:
-#   make demo    set up, bring a cluster up and show its control plane working
+#   make demo    set up, bring a 3-node cluster up and show the network model with real packets
 #   make test    set up, then lint, type-check, unit tests and (as root) integration tests
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -11,44 +11,21 @@ PODNET  := $(BIN)/podnet
 KUBECTL := $(BIN)/kubectl
 PYTEST  := $(BIN)/pytest
 
-.PHONY: help install demo test lint unit integration clean
+.PHONY: help install demo test lint unit integration bench clean
 
 help:
 	@echo "make install      system packages and $(VENV) (idempotent)"
-	@echo "make demo         install, podnet up, apply examples/, show it with podnet and kubectl"
+	@echo "make demo         install, bring a 3-node cluster up, show pods talking across nodes"
 	@echo "make test         install, lint, unit tests, then integration tests as root"
 	@echo "make lint         ruff, mypy, lint-imports"
+	@echo "make bench        the control-plane benchmark (bench/README.md)"
 	@echo "make clean        remove caches and build leftovers (not $(VENV), not clusters)"
 
 install:
 	@scripts/install.sh
 
 demo: install
-	@$(PODNET) up
-	@echo
-	@echo '$$ podnet apply -f examples/'
-	@$(PODNET) apply -f examples/
-	@echo
-	@echo '$$ podnet get namespaces'
-	@$(PODNET) get namespaces
-	@echo
-	@echo '$$ podnet get pods -n demo -o wide'
-	@$(PODNET) get pods -n demo -o wide
-	@echo
-	@echo '$$ podnet get services -n demo -o wide'
-	@$(PODNET) get services -n demo -o wide
-	@echo
-	@echo '$$ kubectl --kubeconfig $$(podnet kubeconfig) get pods,services -A'
-	@$(KUBECTL) --kubeconfig "$$($(PODNET) kubeconfig)" get pods,services -A
-	@echo
-	@echo "The control plane is up and serving the objects above. The pod stays Pending and the"
-	@echo "services carry no traffic yet: nodes, the pod network and the services data plane"
-	@echo "are not there yet."
-	@echo
-	@echo "Use it:   export KUBECONFIG=$$($(PODNET) kubeconfig)"
-	@echo "          $(KUBECTL) get services -A"
-	@echo "          $(PODNET) status"
-	@echo "Stop it:  $(PODNET) down"
+	@scripts/demo.sh
 
 lint: install
 	@$(BIN)/ruff check .
@@ -70,6 +47,10 @@ integration: install
 	fi
 
 test: install lint unit integration
+
+# Benchmarks are not tests: they print figures against baselines from the same run.
+bench: install
+	@$(BIN)/python -m bench.api_bench --wait-quiet 10 --json .benchmarks/api_bench.json $(BENCH_ARGS)
 
 clean:
 	@rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build ./*.egg-info
