@@ -150,6 +150,7 @@ def make_lab(cluster_root: Path) -> Iterator[Callable[..., TestCluster]]:
         pytest.skip(NOT_ROOT_REASON)
     made: list[TestCluster] = []
     quiet: Any = io.StringIO()
+    host_before = host_network_state()
 
     def make(nodes: int = 3, backend: str = "host-gw", cni: str = "podnet",
              **settings: Any) -> TestCluster:
@@ -172,3 +173,23 @@ def make_lab(cluster_root: Path) -> Iterator[Callable[..., TestCluster]]:
             left = [n for n in kernel_netns.names() if lab_names.owns_netns(c.name, n)]
             assert not left, f"namespaces left behind: {left}"
             assert not leftover_servers(c.state), "server processes left behind"
+        assert host_network_state() == host_before, "the host's own namespace changed"
+
+
+def host_network_state() -> dict[str, Any]:
+    """The host namespace's links, addresses, routes and nft ruleset: podnet must never
+    change them (it only creates namespaces and listens on loopback)."""
+    import json
+
+    def ip(*args: str) -> Any:
+        return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True,
+                                         check=True).stdout or "[]")
+
+    links = sorted((i["ifname"], i.get("mtu"), i.get("address"), tuple(i.get("flags", [])))
+                   for i in ip("link", "show"))
+    addrs = sorted((i["ifname"], a.get("local"), a.get("prefixlen"))
+                   for i in ip("addr", "show") for a in i.get("addr_info", []))
+    routes = sorted(json.dumps(r, sort_keys=True) for r in ip("route", "show", "table", "all"))
+    nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True)
+    return {"links": links, "addrs": addrs, "routes": routes,
+            "nft": nft.stdout if nft.returncode == 0 else None}
