@@ -77,6 +77,7 @@ class Agent:
         self.pod_cidr = ""
         self.routes_dirty = asyncio.Event()
         self.routes_ok = False
+        self.cni_ok = False
         self.pods: Any = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.nodes: Reflector | None = None
@@ -176,10 +177,34 @@ class Agent:
                                state_dir=self.dir, cni=cni, on_status=self._pod_status,
                                on_event=self._pod_event, on_gone=self._pod_gone)
         await self.pods.start()
+        await self._network_ready(cni)
+        # Attachments left by a crash (an ADD whose pod the runtime never recorded): before any
+        # new ADD starts, everything the runtime does not run is garbage.
+        try:
+            await cni.gc([(uid, "eth0") for uid in self.pods.known_uids()])
+        except Exception as e:
+            log.warning("CNI GC at start-up: %s", e)
         reflector = Reflector(self.client, PODS, None, self._pod_event_from_api,
                               field_selector=f"spec.nodeName={self.node}")
         self.tasks.append(asyncio.create_task(reflector.run()))
         self.tasks.append(asyncio.create_task(self._forget_vanished(reflector)))
+
+    async def _network_ready(self, cni: Any) -> None:
+        """Wait until the CNI network answers STATUS, keeping the Node NotReady meanwhile."""
+        from podnet.cni.spec import CniError
+
+        while True:
+            try:
+                await cni.status()
+                self.cni_ok = True
+                await self._post_readiness()
+                return
+            except CniError as e:
+                log.warning("CNI network not ready: %s", e)
+                with contextlib.suppress(ClientError):
+                    await self.post_status(ready=False, reason="NetworkPluginNotReady",
+                                           message=f"network plugin is not ready: {e}")
+                await asyncio.sleep(2)
 
     def _node_event(self, _kind: str, _obj: Obj) -> None:
         self.routes_dirty.set()
@@ -202,22 +227,27 @@ class Agent:
                 await routes.sync(self.ns, self.backend, peers)
                 if not self.routes_ok:
                     self.routes_ok = True
-                    await self.post_status(ready=True, reason="KubeletReady",
-                                           message="podnet agent is posting ready status")
+                    await self._post_readiness()
             except Exception:
                 log.exception("syncing routes; retrying")
                 await asyncio.sleep(1)
                 self.routes_dirty.set()
 
+    async def _post_readiness(self) -> None:
+        """Ready once the CNI network answers and the routes to other nodes are in place."""
+        if self.routes_ok and self.cni_ok:
+            await self.post_status(ready=True, reason="KubeletReady",
+                                   message="podnet agent is posting ready status")
+        else:
+            await self.post_status(ready=False, reason="NetworkNotReady",
+                                   message="routes are not programmed yet" if self.cni_ok
+                                   else "the CNI network is not ready yet")
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT)
             with contextlib.suppress(ClientError):
-                await self.post_status(ready=self.routes_ok,
-                                       reason="KubeletReady" if self.routes_ok
-                                       else "NetworkNotReady",
-                                       message="podnet agent is posting ready status"
-                                       if self.routes_ok else "routes are not programmed yet")
+                await self._post_readiness()
 
     # -- pods ----------------------------------------------------------------------------------
 
