@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 from pathlib import Path
 
+from podnet import daemon
 from podnet.agent.agent import Agent
 from podnet.cluster.state import ClusterState
 
@@ -46,12 +46,4 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    asyncio.run(serve(args))
-    return 0
+    return daemon.run(serve(args), args.log_level)

@@ -39,6 +39,11 @@ def not_found(res: Resource, name: str) -> ApiError:
                     _details(res, name))
 
 
+def no_such_resource() -> ApiError:
+    """A path that names no resource (kube-apiserver's words for it)."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
 def already_exists(res: Resource, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", f'{res.group_resource} "{name}" already exists',
                     _details(res, name))

@@ -211,11 +211,9 @@ class Api:
             return json_response({"kind": "APIGroup", "apiVersion": "v1", "name": parts[1],
                                   "versions": gvs, "preferredVersion": gvs[0]})
         else:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         if version not in groups().get(group, []):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         if not rest:
             if request.method != "GET":
                 raise errors.method_not_allowed(f"{request.method} is not allowed on {path}")
@@ -230,11 +228,9 @@ class Api:
         elif rest[0] == "apis" and len(rest) == 3:
             group, version = rest[1], rest[2]
         else:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         if version not in groups().get(group, []):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         return json_response(schema.openapi_v3(group, version))
 
     # -- resources ---------------------------------------------------------------------------
@@ -252,21 +248,17 @@ class Api:
             ns, rest = rest[1], rest[2:]
         res = by_path(group, version, rest[0])
         if res is None:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         if ns is not None and not res.namespaced:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
         if len(rest) > 3 or (sub and sub not in res.subresources and not (
                 res.kind == "Namespace" and sub == "finalize") and not (
                 res.kind == "Pod" and sub == "binding")):
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         if res.namespaced and name is not None and ns is None:
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested "
-                                  "resource")
+            raise errors.no_such_resource()
         q = request.query
         method = request.method
         if watch_path or (method == "GET" and q.get("watch") in ("true", "1")):

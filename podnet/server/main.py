@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from podnet import daemon
 from podnet.api.allocation import Ranges
 from podnet.server.controllers.compaction import compact_forever
 from podnet.server.controllers.namespace import NamespaceController
@@ -93,12 +94,4 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency; this is a fallback
-        pass
-    asyncio.run(serve(args))
-    return 0
+    return daemon.run(serve(args), args.log_level)
