@@ -235,7 +235,7 @@ class CniRuntime:
             raise CniError(ERR_IO, f"cannot run plugin {plugin_type} ({path}): "
                            f"{e.strerror}") from None
         try:
-            out, err = await asyncio.wait_for(proc.communicate(json.dumps(conf).encode()),
+            out, err = await asyncio.wait_for(_talk(proc, json.dumps(conf).encode()),
                                               self.timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
@@ -497,3 +497,24 @@ class CniRuntime:
             raise CniError(ERR_INTERNAL, f"plugin {plugin_type}: VERSION printed no object")
         spec.supported_versions(obj)
         return obj
+
+
+async def _talk(proc: asyncio.subprocess.Process, data: bytes) -> tuple[bytes, bytes]:
+    """Give a plugin its config on stdin and collect its output. A plugin may answer without
+    reading stdin (an unknown command, say) and exit first: a closed pipe is not an error."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin = proc.stdin
+
+    async def feed() -> None:
+        try:
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            pass  # the plugin did not read its config (uvloop raises RuntimeError here)
+        finally:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+                stdin.close()
+
+    _, out, err = await asyncio.gather(feed(), proc.stdout.read(), proc.stderr.read())
+    await proc.wait()
+    return out, err
