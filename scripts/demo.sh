@@ -21,9 +21,11 @@ show $PODNET get pods -n demo -o wide
 ip_of() { $KUBECTL --kubeconfig "$($PODNET kubeconfig)" get pod -n demo "$1" \
               -o jsonpath='{.status.podIP}'; }
 CLIENT_IP=$(ip_of client)
+CLIENT_NODE=$($KUBECTL --kubeconfig "$($PODNET kubeconfig)" get pod -n demo client \
+                  -o jsonpath='{.spec.nodeName}')
 echo
-echo "Every pod has its own IP. The client pod ($CLIENT_IP, on node-1) calls each web pod by"
-echo "its IP, across nodes; each answers with what it saw: the client's own pod IP, no NAT."
+echo "Every pod has its own IP. The client pod ($CLIENT_IP, on $CLIENT_NODE) calls each web pod"
+echo "by its IP, across nodes; each answers with what it saw: the client's own pod IP, no NAT."
 for pod in web-1 web-2 web-3; do
     show $PODNET exec -n demo client -- curl -s "http://$(ip_of $pod):8080/hello"
 done
@@ -35,7 +37,7 @@ show $PODNET exec -n demo client -- cat /etc/resolv.conf
 echo
 echo "No one set routes by hand: the CNI plugin gave each pod a veth and a /32 route on its"
 echo "node, and the agents route each node's pod CIDR via that node (host-gw):"
-show $PODNET exec node/node-1 -- ip route
+show $PODNET exec "node/$CLIENT_NODE" -- ip route
 echo
 echo "The cluster is running; the real kubectl works against it:"
 echo "  export KUBECONFIG=\$($PODNET kubeconfig)"

@@ -173,11 +173,13 @@ def test_down_refuses_a_directory_that_is_not_a_cluster(cluster_root):
 def test_apply_get_delete_the_demo(cluster):
     r = cluster.podnet("apply", "-f", str(DEMO.parent))
     assert (r.returncode, r.stderr) == (0, "")
-    assert r.stdout == ("namespace/demo created\npod/web created\nservice/web created\n"
-                        "service/web-nodeport created\n")
+    pods = ["web-1", "web-2", "web-3", "client"]
+    assert r.stdout == ("namespace/demo created\n" + "".join(f"pod/{p} created\n" for p in pods)
+                        + "service/web created\nservice/web-nodeport created\n")
     r = cluster.podnet("apply", "-f", str(DEMO))
-    assert r.stdout == ("namespace/demo unchanged\npod/web unchanged\nservice/web unchanged\n"
-                        "service/web-nodeport unchanged\n")
+    assert r.stdout == ("namespace/demo unchanged\n"
+                        + "".join(f"pod/{p} unchanged\n" for p in pods)
+                        + "service/web unchanged\nservice/web-nodeport unchanged\n")
 
     lines = cluster.podnet("get", "services", "-n", "demo").stdout.splitlines()
     assert re.split(r"\s{3,}", lines[0]) == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP",
@@ -201,8 +203,9 @@ def test_apply_get_delete_the_demo(cluster):
 
     r = cluster.podnet("delete", "-f", str(DEMO))
     assert (r.returncode, r.stderr) == (0, "")
-    assert r.stdout == ('pod "web" deleted\nservice "web" deleted\nservice "web-nodeport" '
-                        'deleted\nnamespace "demo" deleted\n')
+    assert r.stdout == ("".join(f'pod "{p}" deleted\n' for p in pods)
+                        + 'service "web" deleted\nservice "web-nodeport" deleted\n'
+                        'namespace "demo" deleted\n')
     with pytest.raises(ApiError) as e:
         cluster.client.get(cluster.res("namespaces"), None, "demo")
     assert e.value.status == 404
