@@ -37,11 +37,14 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     runner = asyncio.create_task(agent.run())
     waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if runner in done:
-        runner.result()  # raise what stopped it
-    runner.cancel()
-    await agent.stop()
+    try:
+        done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            runner.result()  # raise what stopped it
+    finally:
+        runner.cancel()
+        waiter.cancel()
+        await agent.stop()
 
 
 def main(argv: list[str]) -> int:
