@@ -82,6 +82,7 @@ class Agent:
         self.tasks: list[asyncio.Task[Any]] = []
         self.nodes: Reflector | None = None
         self.events_sent: dict[tuple[str, str, str], Obj] = {}
+        self.cni_server: Any = None
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -162,14 +163,23 @@ class Agent:
         await asyncio.gather(*self.tasks)
 
     async def _start_pods(self, conf_dir: Path) -> None:
-        from podnet.cni.plugin import install_launcher
         from podnet.cni.runtime import CniRuntime
+        from podnet.cni.server import CniServer, install_shim
         from podnet.runtime.pods import PodManager
 
-        # podnet-cni through a launcher that skips site-packages (half the start-up cost of
-        # the console script), then the reference plugins where Debian puts them.
+        # podnet-cni as the runtime execs it: a C shim that hands the call to the CNI server in
+        # this process (no interpreter start-up per call), falling back to the Python launcher
+        # when the server is down; then the reference plugins where Debian puts them.
+        server = CniServer(self.dir / "cni.sock", netns=str(netns.path(self.ns)))
+        try:
+            server.start()
+            self.cni_server = server
+        except OSError as e:  # the shim then finds no socket and execs the Python plugin
+            log.warning("CNI server not started (podnet-cni runs exec'd): %s", e)
         launcher_dir = self.dir / "cni-bin"
-        install_launcher(launcher_dir)
+        if not await asyncio.to_thread(install_shim, launcher_dir, server.path):
+            log.warning("no podnet-cni shim (no prebuilt one, no C compiler): podnet-cni runs "
+                        "as an exec'd Python program")
         bin_dirs = [launcher_dir, Path("/usr/lib/cni"), Path("/opt/cni/bin")]
         cni = CniRuntime(conf_dir, [d for d in bin_dirs if d.is_dir()], self.dir / "cni-cache",
                          host_netns=self.ns)
@@ -315,6 +325,8 @@ class Agent:
             t.cancel()
         if self.pods is not None:
             await self.pods.stop()
+        if self.cni_server is not None:
+            self.cni_server.stop()
         await self.client.close()
 
 

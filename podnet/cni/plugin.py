@@ -671,13 +671,18 @@ def _read_stdin() -> bytes:
     return b"".join(chunks)
 
 
+def handle(env: Mapping[str, str], stdin: bytes) -> tuple[bytes, int]:
+    """One call as an exec'd plugin would answer it: (the bytes it prints on stdout, its exit
+    status). Touches no process-wide state (os.environ, sys.std*), so the CNI server
+    (podnet.cni.server) runs it on behalf of the podnet-cni shim, in the caller's netns."""
+    status, out = run(env.get("CNI_COMMAND", ""), env, stdin)
+    return ((out + "\n").encode() if out else b""), status
+
+
 def main() -> int:
-    command = os.environ.get("CNI_COMMAND", "")
-    status, out = run(command, os.environ, _read_stdin())
-    if out:
-        data = (out + "\n").encode()
-        while data:
-            data = data[os.write(1, data):]
+    data, status = handle(os.environ, _read_stdin())
+    while data:
+        data = data[os.write(1, data):]
     return status
 
 
