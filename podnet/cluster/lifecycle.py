@@ -49,6 +49,9 @@ STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 LOG_TAIL_LINES = 20
 
 
+PORT_WAIT = 5.0  # seconds a restarting server waits for its port
+
+
 class ClusterError(Exception):
     """A cluster could not be brought up, inspected or torn down."""
 
@@ -234,6 +237,12 @@ class ApiServer:
             self._wait_ready(state, pid, wait, started=False)
             return False
         state.clear_pid()
+        # A server that was killed can leave connections in FIN-WAIT-1 (data it never got to
+        # send) that hold the port for a moment, even with SO_REUSEADDR: give them a few
+        # seconds before calling the port taken.
+        deadline = time.monotonic() + PORT_WAIT
+        while not port_free(config.bind, config.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         if not port_free(config.bind, config.port):
             raise ClusterError(
                 f"port {config.port} on {config.bind} is taken by another process; "
