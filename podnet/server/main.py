@@ -22,6 +22,7 @@ from aiohttp import web
 from podnet import daemon
 from podnet.api.allocation import Ranges
 from podnet.server.controllers.compaction import compact_forever
+from podnet.server.controllers.endpointslice import EndpointSliceController
 from podnet.server.controllers.namespace import NamespaceController
 from podnet.server.controllers.nodeipam import NodeIpamController
 from podnet.server.controllers.scheduler import Scheduler
@@ -68,7 +69,8 @@ async def serve(args: argparse.Namespace) -> None:
              asyncio.create_task(NodeIpamController(
                  registry, config.get("cluster_cidr", "10.244.0.0/16"),
                  int(config.get("node_cidr_mask", 24))).run()),
-             asyncio.create_task(Scheduler(registry).run())]
+             asyncio.create_task(Scheduler(registry).run()),
+             asyncio.create_task(EndpointSliceController(registry).run())]
     # What start-up allocated lives as long as the server: keep it out of the collector's
     # full passes, which otherwise show up as latency spikes.
     gc.collect()
