@@ -4,8 +4,10 @@ The agent calls `sync(pod)` with every version of its pods it sees, `forget(uid)
 gone from the API, and receives status (`on_status`), events (`on_event`) and "torn down"
 (`on_gone`) through callbacks. Each pod has one worker task that owns it: it creates the
 sandbox (network namespace and pause, CNI ADD), starts and restarts containers as
-podnet.runtime.status plans, reports status when it changes, and tears everything down when
-the pod is deleted. Process exits arrive through pidfds; nothing polls.
+podnet.runtime.status plans, runs their probes (podnet.runtime.prober: a container that fails
+its liveness or startup probe is killed, then restarted per the restartPolicy), reports status
+when it changes, and tears everything down when the pod is deleted. Process exits arrive
+through pidfds; nothing polls.
 
 Everything a worker knows is also in `<node state>/pods/<uid>/state.json`, written after each
 change, so `start()` of a new PodManager (after the agent was killed) adopts the pods that are
@@ -36,12 +38,15 @@ from podnet.runtime import (
     alive,
     containers,
     dnsconfig,
+    exec_argv,
     known_pod_uids,
     pod_dir,
+    probes,
     proc_start_time,
     sandbox,
 )
 from podnet.runtime import status as st
+from podnet.runtime.prober import ContainerProbes, ProbeRunner
 
 log = logging.getLogger("podnet.runtime")
 
@@ -121,6 +126,7 @@ class PodManager:
         self.host_resolv_conf = host_resolv_conf
         self.on_status, self.on_event, self.on_gone = on_status, on_event, on_gone
         self.echo_path = ECHO_SOURCE
+        self.prober = ProbeRunner(NETNS_DIR / names.node_netns(cluster, node))
         self.workers: dict[str, PodWorker] = {}
         self.finished: set[str] = set()  # torn down here; ignored until forgotten
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -176,6 +182,7 @@ class PodManager:
         await asyncio.gather(*tasks, return_exceptions=True)
         for worker in workers:
             worker.persist()
+        self.prober.close()
 
     # -- helpers for workers ---------------------------------------------------------------------
 
@@ -235,10 +242,15 @@ class PodWorker:
         self.start_time: float | None = None
         self.forgotten = False
         self.orphan = pod is None
+        self.heard_from_api = True  # False for a pod adopted from disk until sync() comes
         self.done = False
         self.sandbox_failures = 0
         self.sandbox_retry_at = 0.0
         self.announced_backoff: dict[str, float] = {}
+        self.probers: dict[str, ContainerProbes] = {}
+        self.probe_seeds: dict[str, Any] = {}  # probe results remembered across agent restarts
+        self.stop_grace: dict[str, int] = {}  # a liveness kill's own grace period
+        self.event_budget = probes.EventBudget()
         self.wanted_status: dict[str, Any] | None = None
         self.sent_status: dict[str, Any] | None = None
         self.sender: asyncio.Task[None] | None = None
@@ -284,6 +296,7 @@ class PodWorker:
     def update(self, pod: Mapping[str, Any]) -> None:
         kept = _kept_pod(pod)
         self.api_status = dict(pod.get("status") or {})
+        self.heard_from_api = True
         if kept != self.pod:
             self.pod = kept
             self.orphan = False
@@ -304,6 +317,8 @@ class PodWorker:
             watch.close()
         self.watches.clear()
         tasks: list[asyncio.Future[Any]] = [*self.stopping.values()]
+        for prober in self.probers.values():
+            tasks += prober.stop()
         tasks += [t for t in (self.sender, self.task) if t is not None]
         return tasks
 
@@ -342,6 +357,8 @@ class PodWorker:
             "sandbox": self.sandbox,
             "containers": {n: _record_to_json(r) for n, r in self.records.items()},
             "shims": {n: {"pid": p, "start": s} for n, (p, s) in self.shims.items()},
+            "probes": {n: {"containerID": pr.container_id, "results": pr.results()}
+                       for n, pr in self.probers.items()},
         }
 
     def persist(self) -> None:
@@ -366,6 +383,7 @@ class PodWorker:
         if not isinstance(data, dict) or not isinstance(data.get("pod"), dict):
             return cls(manager, uid, None)  # half-made: waits for sync() or forget()
         worker = cls(manager, uid, data["pod"])
+        worker.heard_from_api = False  # its status in the API keeps the transition times
         worker.pod = data["pod"]
         worker.start_time = data.get("startTime")
         worker.generation = int(data.get("generation") or 0)
@@ -373,6 +391,8 @@ class PodWorker:
         for name, rec in (data.get("containers") or {}).items():
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 worker.records[name] = _record_from_json(rec)
+        if isinstance(data.get("probes"), dict):
+            worker.probe_seeds = data["probes"]
         for name, shim in (data.get("shims") or {}).items():
             worker.adopt_shim(name, int(shim["pid"]), int(shim["start"]))
         for name, rec in list(worker.records.items()):
@@ -388,6 +408,7 @@ class PodWorker:
         self.shims[name] = (pid, start)
         if alive(pid, start):
             self.watch_shim(name, pid, start)
+            self.start_probes(name, adopted=True)
         else:
             self.shim_exited(name, pid, start)
 
@@ -406,10 +427,11 @@ class PodWorker:
             self.dirty = True
         delay = await self.ensure_sandbox()
         ready = bool(self.sandbox and self.sandbox.get("ready"))
+        self.kill_unhealthy()
         plan = st.Plan()
         for _ in range(100):  # starting a sidecar can unblock the next init container
             plan = st.plan(self.pod, self.records, time.time(), sandbox_ready=ready,
-                           sandbox=self.generation)
+                           sandbox=self.generation, health=self.health())
             for name in plan.stop:
                 self.stop_container(name)
             if not plan.start:
@@ -432,11 +454,14 @@ class PodWorker:
     def running(self) -> list[str]:
         return [n for n, r in self.records.items() if r.current is not None and r.current.running]
 
-    def grace_period(self) -> float:
-        """The deletion's grace period, else the pod's; 1 s once the pod is gone from the API
+    def grace_period(self, name: str | None = None) -> float:
+        """The deletion's grace period, else the probe's for a container killed for failing
+        its liveness or startup probe, else the pod's; 1 s once the pod is gone from the API
         (nobody waits for it any more)."""
         meta, spec = _meta(self.pod), _spec(self.pod)
         grace = meta.get("deletionGracePeriodSeconds")
+        if not isinstance(grace, int) and name is not None:
+            grace = self.stop_grace.get(name)
         if not isinstance(grace, int):
             grace = spec.get("terminationGracePeriodSeconds")
         if not isinstance(grace, int):
@@ -621,6 +646,83 @@ class PodWorker:
         self.watch_shim(name, pid, start)
         self.event("Normal", "Created", f"Created container: {name}")
         self.event("Normal", "Started", f"Started container {name}")
+        self.start_probes(name)
+
+    # -- probes ----------------------------------------------------------------------------------
+
+    def start_probes(self, name: str, *, adopted: bool = False) -> None:
+        """Start probing the container's current run, if it has probes."""
+        self.stop_probes(name)
+        rec = self.records.get(name)
+        run = rec.current if rec is not None else None
+        if run is None or not run.running:
+            return
+        try:
+            c = self.container_spec(name)
+        except KeyError:
+            return
+        if not any(isinstance(c.get(probes.SPEC_FIELD[k]), dict) for k in probes.KINDS):
+            return
+        sb = self.sandbox or {}
+        ips = [str(ip) for ip in sb.get("ips") or []]
+        seed = self.probe_seeds.pop(name, None)
+        results = seed.get("results") if isinstance(seed, dict) and seed.get(
+            "containerID") == run.container_id else None
+        try:
+            hostname = self.hostname()
+        except ValueError:
+            hostname = self.name
+        env = containers.container_env(self.pod, c, hostname=hostname, pod_ips=ips,
+                                       host_ip=self.m.node_ip)
+        prober = ContainerProbes(
+            self.m.prober, container=c, container_id=run.container_id,
+            started_at=run.started_at, pod_ip=ips[0] if ips else "",
+            exec_prefix=lambda: exec_argv(self.m.state_dir, self.uid, name), env=env,
+            on_change=self.probe_changed, on_unhealthy=self.unhealthy,
+            seed=results if isinstance(results, dict) else None, adopted=adopted)
+        self.probers[name] = prober
+        prober.start()
+
+    def stop_probes(self, name: str) -> None:
+        prober = self.probers.pop(name, None)
+        if prober is not None:
+            prober.stop()
+            self.dirty = True
+
+    def probe_changed(self) -> None:
+        self.dirty = True
+        self.wake.set()
+
+    def unhealthy(self, message: str) -> None:
+        """A failed probe attempt: an Unhealthy event, within kubelet's per-pod event budget."""
+        allowed, self.event_budget = probes.spend(self.event_budget, time.time())
+        if allowed:
+            self.event("Warning", "Unhealthy", message)
+
+    def health(self) -> dict[str, st.Health]:
+        return {name: prober.health() for name, prober in self.probers.items()}
+
+    def kill_unhealthy(self) -> None:
+        """Kill the containers whose liveness or startup probe failed (restarted afterwards
+        as plan() decides: unless the restartPolicy is Never)."""
+        for name, prober in list(self.probers.items()):
+            kind = prober.failed()
+            if kind is None or name not in self.shims or name in self.stopping:
+                continue
+            rec = self.records.get(name)
+            if rec is None or rec.current is None:
+                continue
+            try:
+                c = self.container_spec(name)
+            except KeyError:
+                continue
+            restart = st.is_sidecar(c) or st.restart_policy(self.pod) != "Never"
+            self.records[name] = st.killed_by_probe(rec, kind)
+            self.dirty = True
+            grace = prober.probes[kind].grace
+            if grace is not None:
+                self.stop_grace[name] = grace
+            self.stop_container(name, probes.kill_message(name, kind, restart=restart))
 
     def watch_shim(self, name: str, pid: int, start: int) -> None:
         self.silence_watch(name)
@@ -643,6 +745,8 @@ class PodWorker:
             return
         del self.shims[name]
         self.watches.pop(name, None)
+        self.stop_probes(name)
+        self.stop_grace.pop(name, None)
         event = self.exit_events.pop(name, None)
         if event is not None:
             event.set()
@@ -669,22 +773,24 @@ class PodWorker:
             self.event("Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
                        f"{st.pod_ref(self.pod)}")
 
-    def stop_container(self, name: str) -> None:
+    def stop_container(self, name: str, message: str = "") -> None:
         """Start stopping a running container (the grace period is the pod's, looked up as
         it goes, so that a shorter one given later applies)."""
         if name in self.stopping or name not in self.shims:
             return
-        self.event("Normal", "Killing", f"Stopping container {name}")
+        self.event("Normal", "Killing", message or f"Stopping container {name}")
         task = asyncio.ensure_future(self._stop(name, time.monotonic()))
         self.stopping[name] = task
         task.add_done_callback(lambda _: self.stopping.pop(name, None))
 
     async def _stop(self, name: str, began: float) -> None:
-        """SIGTERM to the container's process group; SIGKILL once the grace period is over."""
+        """SIGTERM to the container's process group; SIGKILL once the grace period is over.
+        Only the run being stopped: a new run started once it ended is left alone."""
         sent_term = False
-        while name in self.shims:
-            deadline = began + self.grace_period()
-            pid, start = self.shims[name]
+        target = self.shims.get(name)
+        while target is not None and self.shims.get(name) == target:
+            deadline = began + self.grace_period(name)
+            pid, start = target
             if not alive(pid, start):
                 self.shim_exited(name, pid, start)
                 break
@@ -715,6 +821,8 @@ class PodWorker:
 
     async def teardown(self) -> None:
         """Stop everything, free the sandbox and the files; then on_gone unless forgotten."""
+        for name in list(self.probers):
+            self.stop_probes(name)
         await self.stop_all()
         if self.sandbox is not None:
             await self.release_sandbox()
@@ -747,10 +855,11 @@ class PodWorker:
                                ips=tuple(str(ip) for ip in sb.get("ips") or ()),
                                generation=self.generation),
             node_ip=self.m.node_ip, now=time.time(), start_time=self.start_time,
-            old=self.wanted_status or self.sent_status or self.api_status))
+            old=self.wanted_status or self.sent_status or self.api_status,
+            health=self.health()))
 
     def publish(self) -> None:
-        if self.orphan or self.deleting():
+        if self.orphan or self.deleting() or not self.heard_from_api:
             return
         status = self.compute_status()
         self.wanted_status = status

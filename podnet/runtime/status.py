@@ -20,7 +20,12 @@ records, the pod and `now` (seconds since the epoch, passed in):
   condition's status stays the same), container statuses (regular ones sorted by name, init
   ones in spec order), IPs, startTime, qosClass, observedGeneration.
 
-There are no probes: a running container is ready and started.
+Probes (podnet.runtime.probes) feed in as one `Health` per running container: whether it has
+started (its startup probe succeeded) and is ready (its readiness probe succeeded). Without a
+Health for the current run, a running container is started unless it has a startupProbe, and
+ready once started unless it has a readinessProbe. A sidecar must have started before the next
+init container runs. A run killed for failing its liveness or startup probe (`Run.killed_by`)
+is restarted unless the restartPolicy is Never, whatever its exit code.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Run:
     exit_code: int | None = None
     reason: str = ""                 # once finished: Completed, Error, ContainerStatusUnknown
     message: str = ""
+    killed_by: str = ""              # "liveness" or "startup": killed for failing that probe
 
     @property
     def running(self) -> bool:
@@ -80,6 +86,22 @@ class Record:
     def exited(self) -> Run | None:
         """The current run when it has finished."""
         return self.current if self.current is not None and not self.current.running else None
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the probes say of a container run (podnet.runtime.probes.health)."""
+
+    container_id: str                # the run it is about
+    started: bool = True
+    ready: bool = True
+
+
+def killed_by_probe(rec: Record, kind: str) -> Record:
+    """The current run is being killed because its `kind` probe failed."""
+    if rec.current is None or not rec.current.running:
+        return rec
+    return replace(rec, current=replace(rec.current, killed_by=kind))
 
 
 def exit_reason(exit_code: int) -> str:
@@ -148,8 +170,11 @@ def is_sidecar(c: Obj) -> bool:
     return c.get("restartPolicy") == "Always"
 
 
-def _restarts(policy: str, exit_code: int | None) -> bool:
-    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+def _restarts(policy: str, run: Run) -> bool:
+    """Whether a regular container's finished run is followed by another: always with
+    Always; with OnFailure after a failure, or a kill for a failed liveness/startup probe."""
+    return policy == "Always" or (policy == "OnFailure" and (run.exit_code != 0
+                                                             or bool(run.killed_by)))
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -173,20 +198,40 @@ def _any_regular_started(pod: Obj, records: Mapping[str, Record], sandbox: int) 
                for c in _containers(pod, "containers"))
 
 
-def _init_complete(c: Obj, rec: Record | None, sandbox: int) -> bool:
+def started_now(c: Obj, run: Run, health: Mapping[str, Health] | None) -> bool:
+    """Whether a running container has started: its startup probe succeeded (per `health`
+    for this run), or it has no startup probe."""
+    h = health.get(_name(c)) if health is not None else None
+    if h is not None and h.container_id == run.container_id:
+        return h.started
+    return not isinstance(c.get("startupProbe"), Mapping)
+
+
+def ready_now(c: Obj, run: Run, health: Mapping[str, Health] | None) -> bool:
+    """Whether a running container is ready: started, and its readiness probe succeeded (per
+    `health` for this run), or it has no readiness probe."""
+    h = health.get(_name(c)) if health is not None else None
+    if h is not None and h.container_id == run.container_id:
+        return h.started and h.ready
+    return started_now(c, run, health) and not isinstance(c.get("readinessProbe"), Mapping)
+
+
+def _init_complete(c: Obj, rec: Record | None, sandbox: int,
+                   health: Mapping[str, Health] | None = None) -> bool:
     run = _run_in(rec, sandbox)
     if run is None:
         return False
     if is_sidecar(c):
-        return run.running
+        return run.running and (health is None or started_now(c, run, health))
     return not run.running and run.exit_code == 0
 
 
-def initialized(pod: Obj, records: Mapping[str, Record], sandbox: int) -> bool:
-    """Init is over: every init container completed (sidecars running) in this sandbox, or a
-    regular container has already started in it."""
+def initialized(pod: Obj, records: Mapping[str, Record], sandbox: int,
+                health: Mapping[str, Health] | None = None) -> bool:
+    """Init is over: every init container completed (sidecars running, and started when
+    `health` is given) in this sandbox, or a regular container has already started in it."""
     return _any_regular_started(pod, records, sandbox) or all(
-        _init_complete(c, records.get(_name(c)), sandbox)
+        _init_complete(c, records.get(_name(c)), sandbox, health)
         for c in _containers(pod, "initContainers"))
 
 
@@ -209,7 +254,7 @@ def regulars_done(pod: Obj, records: Mapping[str, Record]) -> bool:
     for c in _containers(pod, "containers"):
         rec = records.get(_name(c))
         last = rec.exited if rec is not None else None
-        if last is None or _restarts(policy, last.exit_code):
+        if last is None or _restarts(policy, last):
             return False
     return bool(_containers(pod, "containers"))
 
@@ -248,8 +293,9 @@ class _Planner:
 
 
 def plan(pod: Obj, records: Mapping[str, Record], now: float, *, sandbox_ready: bool,
-         sandbox: int) -> Plan:
-    """What to do now for a pod whose sandbox generation is `sandbox`."""
+         sandbox: int, health: Mapping[str, Health] | None = None) -> Plan:
+    """What to do now for a pod whose sandbox generation is `sandbox`. With `health`, a
+    sidecar must also have started (startup probe) before the next init container runs."""
     if terminal(pod, records, sandbox):
         running = tuple(name for name, rec in records.items()
                         if rec.current is not None and rec.current.running)
@@ -258,10 +304,10 @@ def plan(pod: Obj, records: Mapping[str, Record], now: float, *, sandbox_ready: 
         return Plan()
     policy = restart_policy(pod)
     p = _Planner(records, now)
-    if not initialized(pod, records, sandbox):
+    if not initialized(pod, records, sandbox, health):
         for c in _containers(pod, "initContainers"):
             rec = records.get(_name(c))
-            if _init_complete(c, rec, sandbox):
+            if _init_complete(c, rec, sandbox, health):
                 continue
             run = _run_in(rec, sandbox)
             if run is None:
@@ -276,7 +322,7 @@ def plan(pod: Obj, records: Mapping[str, Record], now: float, *, sandbox_ready: 
     for c in _containers(pod, "containers"):
         rec = records.get(_name(c))
         last = rec.exited if rec is not None else None
-        p.want(_name(c), restart=last is not None and _restarts(policy, last.exit_code))
+        p.want(_name(c), restart=last is not None and _restarts(policy, last))
     return Plan(start=tuple(p.start), wake_at=p.wake_at)
 
 
@@ -335,6 +381,7 @@ class _Ctx:
     now: float
     terminal: bool
     default_waiting: str
+    health: Mapping[str, Health] | None = None
 
 
 def _will_restart(c: Obj, run: Run, *, init: bool, ctx: _Ctx) -> bool:
@@ -342,7 +389,7 @@ def _will_restart(c: Obj, run: Run, *, init: bool, ctx: _Ctx) -> bool:
         return False
     if init and not is_sidecar(c):
         return run.exit_code != 0 and ctx.policy != "Never"
-    return is_sidecar(c) or _restarts(ctx.policy, run.exit_code)
+    return is_sidecar(c) or _restarts(ctx.policy, run)
 
 
 def container_status(c: Obj, rec: Record | None, *, init: bool, ctx: _Ctx) -> dict[str, Any]:
@@ -358,7 +405,10 @@ def container_status(c: Obj, rec: Record | None, *, init: bool, ctx: _Ctx) -> di
     if run.running:
         out["state"] = {"running": {"startedAt": rfc3339(run.started_at)}}
         out["lastState"] = _last_state(rec.previous)
-        ready, started_ = not regular_init, True
+        if regular_init:
+            ready, started_ = False, True
+        else:
+            ready, started_ = ready_now(c, run, ctx.health), started_now(c, run, ctx.health)
     else:
         until = backoff_until(rec, ctx.now)
         if until is not None and _will_restart(c, run, init=init, ctx=ctx):
@@ -462,6 +512,19 @@ def phase(pod: Obj, init_statuses: Sequence[Obj], statuses: Sequence[Obj], *,
             return "Succeeded"
         return "Failed" if policy == "Never" else "Running"
     return "Pending"
+
+
+def _probe_restart_pending(pod: Obj, records: Mapping[str, Record]) -> bool:
+    """A regular container killed for failing a probe is about to run again (kubelet kills
+    and restarts it in one sync, so its pod never looks finished in between)."""
+    if restart_policy(pod) == "Never":
+        return False
+    for c in _containers(pod, "containers"):
+        rec = records.get(_name(c))
+        last = rec.exited if rec is not None else None
+        if last is not None and last.killed_by:
+            return True
+    return False
 
 
 def _names(names: Sequence[str]) -> str:
@@ -577,6 +640,7 @@ class StatusInput:
     now: float
     start_time: float | None = None
     old: Obj | None = None           # the status last reported (keeps transition times)
+    health: Mapping[str, Health] | None = None  # what the probes say, by container name
 
 
 def pod_status(inp: StatusInput) -> dict[str, Any]:
@@ -586,12 +650,14 @@ def pod_status(inp: StatusInput) -> dict[str, Any]:
         r.current is not None and r.current.running for r in inp.records.values())
     inits = _containers(pod, "initContainers")
     ctx = _Ctx(pod, restart_policy(pod), inp.now, is_terminal,
-               "PodInitializing" if inits else "ContainerCreating")
+               "PodInitializing" if inits else "ContainerCreating", inp.health)
     init_statuses = [container_status(c, inp.records.get(_name(c)), init=True, ctx=ctx)
                      for c in inits]
     statuses = sorted((container_status(c, inp.records.get(_name(c)), init=False, ctx=ctx)
                        for c in _containers(pod, "containers")), key=lambda s: str(s["name"]))
     ph = phase(pod, init_statuses, statuses, terminal=is_terminal)
+    if ph == "Succeeded" and _probe_restart_pending(pod, inp.records):
+        ph = "Running"
     by_name = {str(s["name"]): s for s in (*init_statuses, *statuses)}
     old = inp.old or {}
     old_conditions = [c for c in old.get("conditions") or [] if isinstance(c, Mapping)]

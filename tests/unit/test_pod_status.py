@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from podnet.runtime import status as st
-from podnet.runtime.status import Plan, Record, Run, Sandbox, StatusInput
+from podnet.runtime.status import Health, Plan, Record, Run, Sandbox, StatusInput
 
 UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -34,8 +34,10 @@ def exited(name: str, code: int, at: float = T0, end: float = T0 + 5, runs: int 
     return Record(name, runs, run, **kw)
 
 
-def plan(p: dict[str, Any], *recs: Record, now: float = T0 + 10, ready: bool = True) -> Plan:
-    return st.plan(p, {r.name: r for r in recs}, now, sandbox_ready=ready, sandbox=1)
+def plan(p: dict[str, Any], *recs: Record, now: float = T0 + 10, ready: bool = True,
+         health: dict[str, Health] | None = None) -> Plan:
+    return st.plan(p, {r.name: r for r in recs}, now, sandbox_ready=ready, sandbox=1,
+                   health=health)
 
 
 # -- back-off --------------------------------------------------------------------------------------
@@ -152,9 +154,11 @@ def test_new_sandbox_only_when_the_policy_allows():
 # -- status ---------------------------------------------------------------------------------------
 
 def status(p: dict[str, Any], *recs: Record, sandbox: Sandbox = READY, now: float = T0 + 10,
-           old: dict[str, Any] | None = None) -> dict[str, Any]:
+           old: dict[str, Any] | None = None,
+           health: dict[str, Health] | None = None) -> dict[str, Any]:
     return st.pod_status(StatusInput(pod=p, records={r.name: r for r in recs}, sandbox=sandbox,
-                                     node_ip="172.18.0.11", now=now, start_time=T0, old=old))
+                                     node_ip="172.18.0.11", now=now, start_time=T0, old=old,
+                                     health=health))
 
 
 def cond(s: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -318,3 +322,88 @@ def test_lost_exit_code_is_reported_as_unknown():
 def test_qos_class_is_kept_from_the_api():
     s = status(pod("a"), running("a"), old={"qosClass": "Guaranteed"})
     assert s["qosClass"] == "Guaranteed"
+
+
+# -- probes ---------------------------------------------------------------------------------------
+
+PROBE = {"exec": {"command": ["true"]}}
+
+
+def probed(policy: str = "Always", **fields: Any) -> dict[str, Any]:
+    p = pod("a", policy=policy)
+    p["spec"]["containers"][0].update(fields)
+    return p
+
+
+def ready_and_started(s: dict[str, Any]) -> tuple[bool, bool]:
+    (cs,) = s["containerStatuses"]
+    return cs["ready"], cs["started"]
+
+
+def test_a_readiness_probe_keeps_a_running_container_unready_until_it_passes():
+    p = probed(readinessProbe=PROBE)
+    s = status(p, running("a"))
+    assert ready_and_started(s) == (False, True)
+    assert s["phase"] == "Running"
+    assert cond(s, "Ready")["message"] == "containers with unready status: [a]"
+    assert cond(s, "ContainersReady")["status"] == "False"
+    s = status(p, running("a"), health={"a": Health("id-a-1", started=True, ready=True)})
+    assert ready_and_started(s) == (True, True)
+    assert cond(s, "Ready")["status"] == cond(s, "ContainersReady")["status"] == "True"
+
+
+def test_a_failing_readiness_probe_makes_a_container_unready():
+    s = status(probed(readinessProbe=PROBE), running("a"),
+               health={"a": Health("id-a-1", started=True, ready=False)})
+    assert ready_and_started(s) == (False, True)
+    assert cond(s, "Ready")["reason"] == "ContainersNotReady"
+
+
+def test_health_of_an_earlier_run_is_ignored():
+    s = status(probed(readinessProbe=PROBE), running("a", runs=2),
+               health={"a": Health("id-a-1", started=True, ready=True)})
+    assert ready_and_started(s) == (False, True)
+
+
+def test_a_startup_probe_holds_started_and_ready():
+    p = probed(startupProbe=PROBE)
+    assert ready_and_started(status(p, running("a"))) == (False, False)
+    assert ready_and_started(status(p, running("a"), health={
+        "a": Health("id-a-1", started=False, ready=True)})) == (False, False)
+    assert ready_and_started(status(p, running("a"), health={
+        "a": Health("id-a-1", started=True, ready=True)})) == (True, True)
+
+
+def test_without_probes_a_running_container_is_ready_with_empty_health():
+    assert ready_and_started(status(pod("a"), running("a"), health={})) == (True, True)
+
+
+def test_a_sidecar_must_have_started_before_the_next_init_container():
+    p = pod("main", init=[{"name": "side", "restartPolicy": "Always", "startupProbe": PROBE},
+                          {"name": "i2"}])
+    side = running("side")
+    assert plan(p, side, health={}) == Plan()
+    assert plan(p, side, health={"side": Health("id-side-1", started=False)}) == Plan()
+    assert plan(p, side, health={"side": Health("id-side-1", started=True)}) == Plan(
+        start=("i2",))
+    s = status(p, side, health={"side": Health("id-side-1", started=False, ready=False)})
+    assert s["initContainerStatuses"][0]["started"] is False
+    assert s["phase"] == "Pending"
+
+
+@pytest.mark.parametrize(("policy", "start"), [
+    ("Always", ("a",)), ("OnFailure", ("a",)), ("Never", ()),
+])
+def test_a_run_killed_by_its_liveness_probe_is_restarted_unless_never(policy, start):
+    rec = st.killed_by_probe(running("a"), "liveness")
+    assert rec.current is not None and rec.current.killed_by == "liveness"
+    rec = st.exited(rec, 0, T0 + 5)  # the program ended cleanly on SIGTERM
+    assert rec.current is not None and rec.current.killed_by == "liveness"
+    assert plan(probed(policy, livenessProbe=PROBE), rec).start == start
+    assert status(probed(policy, livenessProbe=PROBE), rec)["phase"] == (
+        "Succeeded" if policy == "Never" else "Running")
+
+
+def test_killed_by_probe_leaves_a_finished_run_alone():
+    rec = exited("a", 1)
+    assert st.killed_by_probe(rec, "liveness") == rec
