@@ -81,6 +81,23 @@ class TestCluster:
         ns = self.client.list(self.res("namespaces"), params={"limit": 1})
         return int(ns["metadata"]["resourceVersion"])
 
+    def settled_revision(self, quiet: float = 0.5, timeout: float = 10.0) -> int:
+        """The store's revision once the controllers have stopped writing (no change for
+        `quiet` seconds): what a test compares against to show a request changed nothing."""
+        import time
+
+        rev = self.revision()
+        deadline = time.monotonic() + timeout
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.revision()
+            if now != rev:
+                rev, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= quiet:
+                break
+        return rev
+
     def kubectl_cmd(self) -> list[str]:
         return [str(KUBECTL), "--kubeconfig", str(self.kubeconfig)]
 

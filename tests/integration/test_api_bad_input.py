@@ -44,7 +44,7 @@ def status_of(cluster, method, path, body=None, content_type="application/json",
                  "spec.clusterIPs[0]", "not in the valid range", id="clusterip-out-of-range"),
 ])
 def test_invalid_object_is_422_naming_the_field(cluster, body, field, text):
-    before = cluster.revision()
+    before = cluster.settled_revision()
     code, status = status_of(cluster, "POST", SERVICES, body)
     assert code == 422, status
     assert status["reason"] == "Invalid"
@@ -62,7 +62,7 @@ def test_invalid_object_is_422_naming_the_field(cluster, body, field, text):
                  id="wrong-type"),
 ])
 def test_malformed_body_is_400(cluster, raw, ctype):
-    before = cluster.revision()
+    before = cluster.settled_revision()
     code, status = status_of(cluster, "POST", SERVICES, raw, content_type=ctype)
     assert code == 400, status
     assert status["reason"] == "BadRequest"
@@ -76,7 +76,7 @@ def test_wrong_type_names_the_field(cluster):
 
 
 def test_strict_field_validation_rejects_unknown_fields(cluster):
-    before = cluster.revision()
+    before = cluster.settled_revision()
     body = {**GOOD, "spec": {**GOOD["spec"], "bogus": 1}}
     code, status = status_of(cluster, "POST", SERVICES, body,
                              params={"fieldValidation": "Strict"})
@@ -96,7 +96,7 @@ def test_stale_update_is_409(cluster):
     created = cluster.client.request("POST", SERVICES, body=GOOD).json()
     cluster.client.request("PATCH", f"{SERVICES}/ok", body={"metadata": {"labels": {"a": "1"}}},
                            content_type="application/merge-patch+json")
-    before = cluster.revision()
+    before = cluster.settled_revision()
     created["metadata"]["labels"] = {"a": "stale"}
     code, status = status_of(cluster, "PUT", f"{SERVICES}/ok", created)
     assert code == 409 and status["reason"] == "Conflict"
@@ -105,7 +105,7 @@ def test_stale_update_is_409(cluster):
 
 def test_create_twice_is_409_already_exists(cluster):
     cluster.client.request("POST", SERVICES, body=GOOD)
-    before = cluster.revision()
+    before = cluster.settled_revision()
     code, status = status_of(cluster, "POST", SERVICES, GOOD)
     assert (code, status["reason"]) == (409, "AlreadyExists")
     assert cluster.revision() == before
@@ -125,7 +125,7 @@ def test_taken_cluster_ip_and_node_port_are_422(cluster):
         **GOOD, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}).json()
     ip, node_port = first["spec"]["clusterIP"], first["spec"]["ports"][0]["nodePort"]
     assert 30000 <= node_port <= 32767
-    before = cluster.revision()
+    before = cluster.settled_revision()
     for spec, field in (({"clusterIP": ip, "ports": [{"port": 80}]}, "spec.clusterIPs[0]"),
                         ({"type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]},
                          "spec.ports[0].nodePort")):
@@ -174,7 +174,7 @@ def _raw(cluster, headers):
     pytest.param({"Authorization": "Basic YWRtaW46YWRtaW4="}, id="basic-auth"),
 ])
 def test_no_valid_token_is_401_and_changes_nothing(cluster, headers):
-    before = cluster.revision()
+    before = cluster.settled_revision()
     assert _raw(cluster, headers) == 401
     assert cluster.revision() == before
     assert status_of(cluster, "GET", f"{SERVICES}/sneaky")[0] == 404

@@ -150,7 +150,7 @@ def test_create_with_generate_name(cluster):
 
 
 def test_default_validation_rejects_unknown_fields_and_changes_nothing(cluster):
-    before = cluster.revision()
+    before = cluster.settled_revision()
     bad = SERVICE.replace("  selector:", "  selectr: {x: y}\n  selector:")
     out = apply(cluster, bad)
     assert out.returncode == 1
