@@ -40,6 +40,7 @@ def _res(name: str) -> Resource:
 
 
 NODES, PODS, EVENTS = _res("nodes"), _res("pods"), _res("events")
+SERVICES, SLICES = _res("services"), _res("endpointslices")
 HEARTBEAT = 10.0
 Obj = dict[str, Any]
 
@@ -83,6 +84,7 @@ class Agent:
         self.nodes: Reflector | None = None
         self.events_sent: dict[tuple[str, str, str], Obj] = {}
         self.cni_server: Any = None
+        self.proxier: Any = None
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -158,9 +160,30 @@ class Agent:
         self.nodes = Reflector(self.client, NODES, None, self._node_event)
         self.tasks.append(asyncio.create_task(self.nodes.run()))
         self.tasks.append(asyncio.create_task(self._routes_loop()))
+        self._start_proxy()
         await self._start_pods(conf_dir)
         self.tasks.append(asyncio.create_task(self._heartbeat()))
         await asyncio.gather(*self.tasks)
+
+    def _start_proxy(self) -> None:
+        """The service proxy: its own reflectors on Services and EndpointSlices; its first
+        (full) sync waits until both are listed."""
+        from podnet.proxy import model, proxier, render
+
+        config = self.state.load()
+        node = model.NodeInfo(self.node, config.service_cidr, config.cluster_cidr)
+        self.proxier = proxier.Proxier(self.ns, render.Table.for_node(self.cluster, node), node)
+        services = Reflector(self.client, SERVICES, None, self.proxier.on_service)
+        slices = Reflector(self.client, SLICES, None, self.proxier.on_slice)
+        listed = asyncio.Event()
+
+        async def both_listed() -> None:
+            await services.synced.wait()
+            await slices.synced.wait()
+            listed.set()
+
+        for coro in (services.run(), slices.run(), both_listed(), self.proxier.run(listed)):
+            self.tasks.append(asyncio.create_task(coro))
 
     async def _start_pods(self, conf_dir: Path) -> None:
         from podnet.cni.runtime import CniRuntime

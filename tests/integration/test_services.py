@@ -1,0 +1,195 @@
+"""Services through podnet's proxy, with real packets.
+
+Address plan (the lab's defaults): LAN 172.18.0.0/24 (node-i at .10+i), pods in 10.244.0.0/16
+(a /24 per node), ClusterIPs from 10.96.0.0/12, allocated by the server. Echo pods answer HTTP
+with JSON naming the pod that answered and the client address it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from podnet.lab import names
+
+pytestmark = pytest.mark.integration
+
+PORT = 8080
+SVC_PORT = 80
+
+# Run inside a namespace: `client.py http IP PORT COUNT` -> {"pods": {pod: n}, "clients":
+# [ip...], "errors": {kind: n}}; `client.py connect IP PORT` -> {"error": errno name or null,
+# "seconds": float}.
+CLIENT = r'''
+import errno, json, socket, sys, time
+mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if mode == "connect":
+    t = time.monotonic(); err = None
+    try:
+        socket.create_connection((ip, port), timeout=3).close()
+    except socket.timeout:
+        err = "TIMEOUT"
+    except OSError as e:
+        err = errno.errorcode.get(e.errno, str(e.errno))
+    print(json.dumps({"error": err, "seconds": time.monotonic() - t}))
+    sys.exit(0)
+pods, clients, errors = {}, set(), {}
+for _ in range(int(sys.argv[4])):
+    try:
+        s = socket.create_connection((ip, port), timeout=3)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        body = json.loads(data.split(b"\r\n\r\n", 1)[1])
+        pods[body["pod"]] = pods.get(body["pod"], 0) + 1
+        clients.add(body["client"]["ip"])
+    except Exception as e:
+        errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+print(json.dumps({"pods": pods, "clients": sorted(clients), "errors": errors}))
+'''
+
+
+def run_in(netns: str, *args: Any) -> dict[str, Any]:
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-I", "-S", "-c",
+                          CLIENT, *map(str, args)], capture_output=True, text=True,
+                         timeout=120, check=True)
+    return json.loads(out.stdout)
+
+
+def echo_pod(name: str, node: str, labels: dict[str, str], **spec: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "echo", "image": "podnet/echo",
+                                 "ports": [{"containerPort": PORT}], **spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"nodeName": node, "containers": [container]}}
+
+
+def service(name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": selector,
+                     "ports": [{"port": SVC_PORT, "targetPort": PORT, "protocol": "TCP"}]}}
+
+
+def wait_for(what: str, fn: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def pods_by_name(lab: Any) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in lab.client.list(lab.res("Pod"), "default")["items"]}
+
+
+def ready_endpoints(lab: Any, svc: str) -> set[str]:
+    slices = lab.client.list(lab.res("EndpointSlice"), "default",
+                             label_selector=f"kubernetes.io/service-name={svc}")["items"]
+    return {a for s in slices for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready") for a in e["addresses"]}
+
+
+def elements(lab: Any, node: str, obj: str, kind: str = "set") -> list[Any]:
+    """The elements of one set or map of the proxy table (tests may read it; the proxy
+    doesn't)."""
+    out = subprocess.run(["ip", "netns", "exec", names.node_netns(lab.name, node), "nft", "-j",
+                          "list", kind, "ip", f"podnet-{lab.name}", obj],
+                         capture_output=True, text=True, check=True)
+    return [e for item in json.loads(out.stdout)["nftables"] if kind in item
+            for e in item[kind].get("elem", [])]
+
+
+def mentions(element: Any, ip: str) -> bool:
+    return ip in json.dumps(element)
+
+
+def test_cluster_ip_spreads_over_ready_endpoints_and_hairpins_and_goes_away(make_lab):
+    lab = make_lab(nodes=2)
+    names_ = ["web-0", "web-1", "web-2"]
+    for i, n in enumerate(names_):
+        lab.client.create(lab.res("Pod"), "default",
+                          echo_pod(n, f"node-{i % 2 + 1}", {"app": "web", "pod": n}))
+    lab.client.create(lab.res("Pod"), "default", echo_pod("client", "node-2", {"app": "c"}))
+    web = lab.client.create(lab.res("Service"), "default", service("web", {"app": "web"}))
+    own = lab.client.create(lab.res("Service"), "default", service("own", {"pod": "web-0"}))
+    vip, own_vip = web["spec"]["clusterIP"], own["spec"]["clusterIP"]
+    wait_for("3 ready endpoints", lambda: len(ready_endpoints(lab, "web")) == 3)
+    pods = wait_for("pods with IPs", lambda: (p := pods_by_name(lab)) and
+                    all(p[n].get("status", {}).get("podIP") for n in [*names_, "client"]) and p)
+    ips = {n: pods[n]["status"]["podIP"] for n in names_}
+    client_ns = names.pod_netns(lab.name, pods["client"]["metadata"]["uid"])
+    wait_for("the proxy to program 3 endpoints on node-2",
+             lambda: sum(mentions(e, vip) for e in elements(lab, "node-2", "eps", "map")) == 3)
+
+    # From a pod: 300 requests, each endpoint gets its share; the pod's own IP is kept.
+    got = run_in(client_ns, "http", vip, SVC_PORT, 300)
+    assert got["errors"] == {}
+    assert set(got["pods"]) == set(names_), got
+    assert all(n >= 50 for n in got["pods"].values()), got
+    assert got["clients"] == [pods["client"]["status"]["podIP"]]
+
+    # From a node (not one of the pod network: masqueraded).
+    wait_for("the proxy to program 3 endpoints on node-1",
+             lambda: sum(mentions(e, vip) for e in elements(lab, "node-1", "eps", "map")) == 3)
+    got = run_in(names.node_netns(lab.name, "node-1"), "http", vip, SVC_PORT, 300)
+    assert got["errors"] == {}
+    assert set(got["pods"]) == set(names_), got
+    assert all(n >= 50 for n in got["pods"].values()), got
+
+    # Hairpin: web-0 reaches itself through a Service whose only endpoint it is.
+    wait_for("own's endpoint", lambda: ready_endpoints(lab, "own") == {ips["web-0"]})
+    web0_ns = names.pod_netns(lab.name, pods["web-0"]["metadata"]["uid"])
+    got = wait_for("hairpin traffic", lambda: (g := run_in(web0_ns, "http", own_vip, SVC_PORT,
+                                                           5))["pods"] and g)
+    assert got == {"pods": {"web-0": 5}, "clients": [got["clients"][0]], "errors": {}}
+    assert got["clients"] != [ips["web-0"]]  # masqueraded, or the reply would skip conntrack
+
+    # Deleting the Service removes every element it had, on every node.
+    lab.client.delete(lab.res("Service"), "default", "web")
+    for node in ("node-1", "node-2"):
+        def left(node: str = node) -> list[Any]:
+            return [e for obj, kind in (("eps", "map"), ("cluster-ips", "set"),
+                                        ("no-endpoints", "set"))
+                    for e in elements(lab, node, obj, kind) if mentions(e, vip)]
+        wait_for(f"{vip}'s elements to go on {node}", lambda left=left: not left())
+        table = subprocess.run(["ip", "netns", "exec", names.node_netns(lab.name, node), "nft",
+                                "list", "table", "ip", f"podnet-{lab.name}"],
+                               capture_output=True, text=True, check=True).stdout
+        assert vip not in table
+        assert "svc-n3" not in table  # no Service has 3 endpoints any more: set and rule gone
+    got = run_in(client_ns, "connect", vip, SVC_PORT)
+    assert got["error"] == "TIMEOUT"  # an unallocated service IP now: dropped
+
+
+def test_no_ready_endpoints_refuses_at_once(make_lab):
+    lab = make_lab(nodes=1)
+    lab.client.create(lab.res("Pod"), "default", echo_pod(
+        "unready", "node-1", {"app": "u"},
+        readinessProbe={"tcpSocket": {"port": 9999}, "periodSeconds": 1}))
+    lab.client.create(lab.res("Pod"), "default", echo_pod("client", "node-1", {"app": "c"}))
+    svc = lab.client.create(lab.res("Service"), "default", service("u", {"app": "u"}))
+    vip = svc["spec"]["clusterIP"]
+    pods = wait_for("pods with IPs", lambda: (p := pods_by_name(lab)) and
+                    all(p[n].get("status", {}).get("podIP") for n in ("unready", "client")) and p)
+    assert ready_endpoints(lab, "u") == set()
+    wait_for("the proxy to list the port as having no endpoints",
+             lambda: any(mentions(e, vip) for e in elements(lab, "node-1", "no-endpoints")))
+    client_ns = names.pod_netns(lab.name, pods["client"]["metadata"]["uid"])
+    for netns in (client_ns, names.node_netns(lab.name, "node-1")):
+        got = run_in(netns, "connect", vip, SVC_PORT)
+        assert got["error"] == "ECONNREFUSED", (netns, got)
+        assert got["seconds"] < 0.5, got
+        # A port the Service does not have: refused too.
+        assert run_in(netns, "connect", vip, 81)["error"] == "ECONNREFUSED"
