@@ -481,14 +481,19 @@ def delete_later(name: str, index: int, delay: float) -> None:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (f"import sys; sys.path.insert(0, {root!r}); "
             "from podnet.cni.plugin import reap; reap(int(sys.argv[1]))")
-    script = (f'sleep {delay:g}; ip -o link show dev "$1" 2>/dev/null | grep -qF "$2" && '
-              f'exec "$3" -IS -c "$4" "$5"')
+    # The outer shell starts the waiting one in the background and exits at once; it is
+    # reaped here, so the waiting shell is orphaned (adopted by init) instead of becoming a
+    # zombie of a long-lived caller such as the agent's CNI server.
+    script = (f'(sleep {delay:g}; ip -o link show dev "$1" 2>/dev/null | grep -qF "$2" && '
+              f'exec "$3" -IS -c "$4" "$5") &')
     try:
-        os.posix_spawn("/bin/sh", ["sh", "-c", script, "sh", name, RETIRED_ALIAS,
-                                   sys.executable, code, str(index)],
-                       {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, setsid=True,
-                       file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
-                                     (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)])
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", script, "sh", name, RETIRED_ALIAS,
+                                         sys.executable, code, str(index)],
+                             {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, setsid=True,
+                             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
+                                           (os.POSIX_SPAWN_DUP2, 0, 1),
+                                           (os.POSIX_SPAWN_DUP2, 0, 2)])
+        os.waitpid(pid, 0)
     except OSError:  # no shell: delete now
         from podnet.cni.netlink import Netlink
 

@@ -82,7 +82,23 @@ def leftovers(lab) -> dict[str, list[str]]:
         pods_dir = node_dir / "pods"
         if pods_dir.exists():
             out["pod dirs"] += [str(p) for p in pods_dir.iterdir()]
+        pid_file = lab.state.agent_pid(f"node-{i}")
+        if pid_file.exists():
+            out.setdefault("zombies", []).extend(zombie_children(int(pid_file.read_text())))
     return {k: v for k, v in out.items() if v}
+
+
+def zombie_children(parent: int) -> list[str]:
+    """Children of `parent` that exited and were never reaped."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == parent:
+            found.append(stat.parent.name)
+    return found
 
 
 def test_200_pods_twice_leave_nothing_and_reuse_addresses(make_lab):
