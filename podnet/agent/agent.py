@@ -79,6 +79,7 @@ class Agent:
         self.routes_dirty = asyncio.Event()
         self.routes_ok = False
         self.cni_ok = False
+        self.status_lock = asyncio.Lock()
         self.pods: Any = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.nodes: Reflector | None = None
@@ -235,8 +236,9 @@ class Agent:
             except CniError as e:
                 log.warning("CNI network not ready: %s", e)
                 with contextlib.suppress(ClientError):
-                    await self.post_status(ready=False, reason="NetworkPluginNotReady",
-                                           message=f"network plugin is not ready: {e}")
+                    async with self.status_lock:
+                        await self.post_status(ready=False, reason="NetworkPluginNotReady",
+                                               message=f"network plugin is not ready: {e}")
                 await asyncio.sleep(2)
 
     def _node_event(self, _kind: str, _obj: Obj) -> None:
@@ -267,14 +269,17 @@ class Agent:
                 self.routes_dirty.set()
 
     async def _post_readiness(self) -> None:
-        """Ready once the CNI network answers and the routes to other nodes are in place."""
-        if self.routes_ok and self.cni_ok:
-            await self.post_status(ready=True, reason="KubeletReady",
-                                   message="podnet agent is posting ready status")
-        else:
-            await self.post_status(ready=False, reason="NetworkNotReady",
-                                   message="routes are not programmed yet" if self.cni_ok
-                                   else "the CNI network is not ready yet")
+        """Ready once the CNI network answers and the routes to other nodes are in place.
+        One post at a time, deciding inside the lock: otherwise a NotReady decided earlier
+        can land after a Ready and hold the node NotReady until the next heartbeat."""
+        async with self.status_lock:
+            if self.routes_ok and self.cni_ok:
+                await self.post_status(ready=True, reason="KubeletReady",
+                                       message="podnet agent is posting ready status")
+            else:
+                await self.post_status(ready=False, reason="NetworkNotReady",
+                                       message="routes are not programmed yet" if self.cni_ok
+                                       else "the CNI network is not ready yet")
 
     async def _heartbeat(self) -> None:
         while True:
