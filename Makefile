@@ -11,7 +11,7 @@ PODNET  := $(BIN)/podnet
 KUBECTL := $(BIN)/kubectl
 PYTEST  := $(BIN)/pytest
 
-.PHONY: help install demo test lint unit integration bench clean
+.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net clean
 
 help:
 	@echo "make install      system packages and $(VENV) (idempotent)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test         install, lint, unit tests, then integration tests as root"
 	@echo "make lint         ruff, mypy, lint-imports"
 	@echo "make bench        the control-plane benchmark (bench/README.md)"
+	@echo "make bench-net    the pod network's benchmarks: CNI, pods/s, podnet up (root)"
 	@echo "make clean        remove caches and build leftovers (not $(VENV), not clusters)"
 
 install:
@@ -51,6 +52,15 @@ test: install lint unit integration
 # Benchmarks are not tests: they print figures against baselines from the same run.
 bench: install
 	@$(BIN)/python -m bench.api_bench --wait-quiet 10 --json .benchmarks/api_bench.json $(BENCH_ARGS)
+
+# The pod network's benchmarks (bench/README.md); they need root (network namespaces).
+bench-cni: install
+	@$(BIN)/python -m bench.cni_bench --wait-quiet 10 --json .benchmarks/cni_bench.json $(BENCH_ARGS)
+bench-pods: install
+	@$(BIN)/python -m bench.pods_bench --wait-quiet 10 --json .benchmarks/pods_bench.json $(BENCH_ARGS)
+bench-up: install
+	@bench/up_bench.sh --wait-quiet 10 --json .benchmarks/up_bench.json $(BENCH_ARGS)
+bench-net: bench-cni bench-pods bench-up
 
 clean:
 	@rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build ./*.egg-info
