@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(iproute2 nftables sqlite3 ca-certificates iputils-ping util-linux
-          containernetworking-plugins gcc libc6-dev)
+          containernetworking-plugins gcc libc6-dev procps curl)
 VENV=.venv
 STAMP="$VENV/.podnet-installed"   # newer than pyproject.toml once the install is done
 
