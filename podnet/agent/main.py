@@ -49,4 +49,4 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    return daemon.run(serve(args), args.log_level)
+    return daemon.run(serve(args), args.log_level, fast_loop=False)
