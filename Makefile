@@ -11,7 +11,7 @@ PODNET  := $(BIN)/podnet
 KUBECTL := $(BIN)/kubectl
 PYTEST  := $(BIN)/pytest
 
-.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net clean
+.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy clean
 
 help:
 	@echo "make install      system packages and $(VENV) (idempotent)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint         ruff, mypy, lint-imports"
 	@echo "make bench        the control-plane benchmark (bench/README.md)"
 	@echo "make bench-net    the pod network's benchmarks: CNI, pods/s, podnet up (root)"
+	@echo "make bench-proxy  the service proxy's benchmark: 10,000 Services (root)"
 	@echo "make clean        remove caches and build leftovers (not $(VENV), not clusters)"
 
 install:
@@ -61,6 +62,10 @@ bench-pods: install
 bench-up: install
 	@bench/up_bench.sh --wait-quiet 10 --json .benchmarks/up_bench.json $(BENCH_ARGS)
 bench-net: bench-cni bench-pods bench-up
+
+# The service proxy's benchmark (bench/README.md): full sync and one change at 10,000 Services.
+bench-proxy: install
+	@$(BIN)/python -m bench.proxy_bench --wait-quiet 10 --json .benchmarks/proxy_bench.json $(BENCH_ARGS)
 
 clean:
 	@rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build ./*.egg-info
