@@ -14,6 +14,8 @@ The packet's path through the node's hooks (priorities in brackets):
         │   off-cluster source to a ClusterIP -> mark         │   (same rules)
         │   jump services: vip.proto.port in svc-n<N>         │
         │     -> dnat to eps[vip.proto.port.(random mod N)]   │
+        │   local daddr, proto.port in np-n<N> -> mark,       │
+        │     dnat to np-eps[proto.port.(random mod N)]       │
   prerouting [-90 filter] mark-hairpin                        │
         │   DNATed and source == new destination -> mark      │
         ├──────────────► input [-10] check                    │

@@ -15,7 +15,11 @@ What a Service port (vip, protocol, port) becomes, following kube-proxy's behavi
   terminating (so that terminating pods drain); with none of either, the port goes into
   `no_endpoints` and is rejected;
 - endpoints on this node (or of no known node) go into `hairpin`, so that a pod reaching itself
-  through its Service is masqueraded (the only node that can see such a packet is its own).
+  through its Service is masqueraded (the only node that can see such a packet is its own);
+- a NodePort or LoadBalancer Service's node ports become the same elements under the vip
+  `NODE_PORT` ("any of the node's own addresses"): (NODE_PORT, proto, nodePort) is dispatched
+  over the same endpoints, and render.py puts those keys in the node-port sets and map. Their
+  traffic is always masqueraded (externalTrafficPolicy Cluster).
 
 ExternalName and headless Services get nothing. Only IPv4 is handled (the table is `ip`).
 `trace()` walks one packet through a Ruleset with the same semantics as the rendered rules; the
@@ -34,6 +38,8 @@ from typing import Any
 Obj = dict[str, Any]
 
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+NODE_PORT = "0.0.0.0"  # the vip of a node port's keys: any of the node's own addresses
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 # (vip, protocol as nft spells it, port)
@@ -50,6 +56,7 @@ class NodeInfo:
     name: str
     service_cidr: str = "10.96.0.0/12"
     cluster_cidr: str = "10.244.0.0/16"
+    addresses: tuple[str, ...] = ()  # the node's own addresses (only trace() needs them)
 
 
 # --- reading objects ---------------------------------------------------------------------------
@@ -172,7 +179,9 @@ def compile_service(service: Obj, slices: Iterable[Obj], node: NodeInfo) -> Serv
     dispatch: dict[ServicePort, int] = {}
     endpoints: list[tuple[EndpointKey, Endpoint]] = []
     hairpin: set[str] = set()
-    for port in _list(_dict(service.get("spec")).get("ports")):
+    spec = _dict(service.get("spec"))
+    node_ports = spec.get("type") in NODE_PORT_TYPES
+    for port in _list(spec.get("ports")):
         port = _dict(port)
         protocol = str(port.get("protocol") or "TCP")
         number = port.get("port")
@@ -180,8 +189,11 @@ def compile_service(service: Obj, slices: Iterable[Obj], node: NodeInfo) -> Serv
             continue
         eps = sorted((e.ip, e.port, e.node) for e in
                      usable(slice_endpoints(slices, str(port.get("name") or ""), protocol)))
-        for vip in ips:
-            key: ServicePort = (vip, PROTOCOLS[protocol], number)
+        keys = [(vip, number) for vip in ips]
+        if node_ports and isinstance(port.get("nodePort"), int):
+            keys.append((NODE_PORT, int(port["nodePort"])))
+        for vip, num in keys:
+            key: ServicePort = (vip, PROTOCOLS[protocol], num)
             if key in no_endpoints or key in dispatch:
                 continue  # a duplicate port (validation forbids it): the first one wins
             if not eps:
@@ -378,19 +390,23 @@ class Verdict:
 def trace(ruleset: Ruleset, node: NodeInfo, src: str, dst: str, proto: str,
           port: int) -> Verdict:
     """The fate of a new connection src -> dst:port/proto arriving at (or leaving) the node,
-    with the semantics of the rendered table."""
+    with the semantics of the rendered table; `node.addresses` are the node's own (`fib daddr
+    type local`)."""
     rules = ruleset.elements()
-    key: ServicePort = (dst, proto, port)
+    local = dst in node.addresses
+    key: ServicePort = (NODE_PORT if local else dst, proto, port)
     for n, ports in rules.dispatch.items():
         if key in ports:
             targets = tuple(rules.endpoints[(*key, b)] for b in range(n))
             off_cluster = ipaddress.IPv4Address(src) not in ipaddress.IPv4Network(
                 node.cluster_cidr)
-            masq = tuple(t for t in targets if off_cluster or
+            masq = tuple(t for t in targets if local or off_cluster or
                          (t[0] == src and src in rules.hairpin))
             return Verdict("DNAT", targets, masq)
     if key in rules.no_endpoints or dst in rules.cluster_ips:
         return Verdict("REJECT")
+    if local:
+        return Verdict("ACCEPT")
     if ipaddress.IPv4Address(dst) in ipaddress.IPv4Network(node.service_cidr):
         return Verdict("DROP")
     return Verdict("ACCEPT")

@@ -193,3 +193,54 @@ def test_no_ready_endpoints_refuses_at_once(make_lab):
         assert got["seconds"] < 0.5, got
         # A port the Service does not have: refused too.
         assert run_in(netns, "connect", vip, 81)["error"] == "ECONNREFUSED"
+
+
+def test_node_port_reaches_endpoints_through_every_node_from_outside(make_lab):
+    lab = make_lab(nodes=2)
+    for i in (1, 2):
+        lab.client.create(lab.res("Pod"), "default",
+                          echo_pod(f"np-{i}", f"node-{i}", {"app": "np"}))
+    body = service("np", {"app": "np"})
+    body["spec"]["type"] = "NodePort"
+    svc = lab.client.create(lab.res("Service"), "default", body)
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= node_port <= 32767
+    wait_for("2 ready endpoints", lambda: len(ready_endpoints(lab, "np")) == 2)
+
+    def np_elements(node: str) -> list[Any]:
+        """The node-port sets' and map's elements that mention the node port (one listing:
+        the proxy may delete a set between two)."""
+        out = subprocess.run(["ip", "netns", "exec", names.node_netns(lab.name, node), "nft",
+                              "-j", "list", "table", "ip", f"podnet-{lab.name}"],
+                             capture_output=True, text=True, check=True)
+        return [e for item in json.loads(out.stdout)["nftables"] for kind in ("set", "map")
+                if kind in item and item[kind]["name"].startswith("np-")
+                for e in item[kind].get("elem", []) if mentions(e, str(node_port))]
+
+    def table(node: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", names.node_netns(lab.name, node), "nft",
+                               "list", "table", "ip", f"podnet-{lab.name}"],
+                              capture_output=True, text=True, check=True).stdout
+
+    for node in ("node-1", "node-2"):
+        wait_for(f"2 node-port endpoints on {node}", lambda node=node: sum(
+            mentions(e, str(node_port)) for e in elements(lab, node, "np-eps", "map")) == 2)
+        assert len(np_elements(node)) == 3  # np-eps' two and np-n2's one
+
+    # From the external host, through each node's LAN IP: both endpoints answer, and they
+    # see the node (masqueraded), not the external host.
+    external = names.external_netns(lab.name)
+    for node_ip in ("172.18.0.11", "172.18.0.12"):
+        got = run_in(external, "http", node_ip, node_port, 60)
+        assert got["errors"] == {}, (node_ip, got)
+        assert set(got["pods"]) == {"np-1", "np-2"}, (node_ip, got)
+        assert "172.18.0.2" not in got["clients"], (node_ip, got)
+
+    # Deleting the Service removes its node-port elements on every node.
+    lab.client.delete(lab.res("Service"), "default", "np")
+    for node in ("node-1", "node-2"):
+        wait_for(f"node port {node_port}'s elements to go on {node}",
+                 lambda node=node: not np_elements(node))
+        assert f"{node_port}" not in table(node)
+    got = run_in(external, "connect", "172.18.0.11", node_port)
+    assert got["error"] == "ECONNREFUSED", got  # nothing listens there any more

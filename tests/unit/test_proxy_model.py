@@ -167,3 +167,83 @@ def test_a_hairpin_ip_shared_by_two_services_stays_until_both_are_gone():
 def test_endpoints_used(endpoints, want):
     sr = model.compile_service(SERVICES[0], [slc("web", *endpoints)], NODE)
     assert [v for _, v in sr.endpoints] == want
+
+
+# --- node ports (externalTrafficPolicy Cluster) -------------------------------------------------
+
+NP_NODE = model.NodeInfo("node-1", addresses=("172.18.0.11",))
+NP = model.NODE_PORT
+
+
+def node_ports(service: dict[str, Any], *numbers: int) -> dict[str, Any]:
+    for port, number in zip(service["spec"]["ports"], numbers, strict=True):
+        port["nodePort"] = number
+    return service
+
+
+NP_SERVICES = [
+    node_ports(svc("np", "10.96.0.70", ("http", 80, "TCP"), ("dns", 53, "UDP"), type="NodePort"),
+               30080, 30053),
+    node_ports(svc("lb", "10.96.0.71", type="LoadBalancer"), 30081),
+    node_ports(svc("plain", "10.96.0.72", type="ClusterIP"), 30082),  # not a node port type
+]
+NP_SLICES = [
+    slc("np", ep("10.244.2.5"), ep("10.244.1.7", node="node-1"), name="http"),
+    slc("lb", ep("10.244.2.6")),
+    slc("plain", ep("10.244.2.7")),
+]
+NP_RULES = model.compile_services(NP_SERVICES, NP_SLICES, NP_NODE)
+NP_WEB = (("10.244.1.7", 8080), ("10.244.2.5", 8080))
+
+
+def test_node_port_elements():
+    e = NP_RULES.elements()
+    assert e.dispatch == {1: {("10.96.0.71", "tcp", 80), (NP, "tcp", 30081),
+                              ("10.96.0.72", "tcp", 80)},
+                          2: {("10.96.0.70", "tcp", 80), (NP, "tcp", 30080)}}
+    assert e.no_endpoints == {("10.96.0.70", "udp", 53), (NP, "udp", 30053)}
+    assert {k: v for k, v in e.endpoints.items() if k[0] == NP} == {
+        (NP, "tcp", 30080, 0): ("10.244.1.7", 8080),
+        (NP, "tcp", 30080, 1): ("10.244.2.5", 8080),
+        (NP, "tcp", 30081, 0): ("10.244.2.6", 8080)}
+    assert e.cluster_ips == {"10.96.0.70", "10.96.0.71", "10.96.0.72"}  # never 0.0.0.0
+
+
+@pytest.mark.parametrize(("src", "dst", "proto", "port", "want"), [
+    pytest.param("172.18.0.2", "172.18.0.11", "tcp", 30080,
+                 model.Verdict("DNAT", NP_WEB, NP_WEB), id="external to node port: masqueraded"),
+    pytest.param("10.244.1.3", "172.18.0.11", "tcp", 30080,
+                 model.Verdict("DNAT", NP_WEB, NP_WEB), id="pod to node port: masqueraded too"),
+    pytest.param("172.18.0.2", "172.18.0.11", "tcp", 30081,
+                 model.Verdict("DNAT", (("10.244.2.6", 8080),), (("10.244.2.6", 8080),)),
+                 id="a LoadBalancer Service's node port"),
+    pytest.param("172.18.0.2", "172.18.0.11", "udp", 30053, model.Verdict("REJECT"),
+                 id="node port without endpoints: reject"),
+    pytest.param("172.18.0.2", "172.18.0.11", "tcp", 30082, model.Verdict("ACCEPT"),
+                 id="a ClusterIP Service's stray nodePort: not served"),
+    pytest.param("172.18.0.2", "172.18.0.11", "tcp", 30053, model.Verdict("ACCEPT"),
+                 id="node port number on the other protocol: not served"),
+    pytest.param("172.18.0.2", "172.18.0.12", "tcp", 30080, model.Verdict("ACCEPT"),
+                 id="another node's address: not this node's to serve"),
+    pytest.param("10.244.1.3", "10.96.0.70", "tcp", 30080, model.Verdict("REJECT"),
+                 id="the node port on the cluster IP: reject"),
+    pytest.param("10.244.1.3", "10.96.0.70", "tcp", 80, model.Verdict("DNAT", NP_WEB),
+                 id="the NodePort Service's cluster IP still works"),
+])
+def test_node_port_packet_walk(src, dst, proto, port, want):
+    assert model.trace(NP_RULES, NP_NODE, src, dst, proto, port) == want
+
+
+def test_node_port_elements_go_with_the_service_or_its_type():
+    rules = NP_RULES.copy()
+    as_cluster_ip = node_ports(svc("np", "10.96.0.70", ("http", 80, "TCP"), ("dns", 53, "UDP"),
+                                   type="ClusterIP"), 30080, 30053)
+    delta = rules.update({("default", "np"): model.compile_service(
+        as_cluster_ip, [NP_SLICES[0]], NP_NODE)})
+    assert delta.add == model.Elements()
+    assert delta.remove.dispatch == {2: {(NP, "tcp", 30080)}}
+    assert delta.remove.no_endpoints == {(NP, "udp", 30053)}
+    assert set(delta.remove.endpoints) == {(NP, "tcp", 30080, 0), (NP, "tcp", 30080, 1)}
+    delta = rules.update({("default", "lb"): None})
+    assert delta.remove.dispatch == {1: {("10.96.0.71", "tcp", 80), (NP, "tcp", 30081)}}
+    assert set(delta.remove.endpoints) == {("10.96.0.71", "tcp", 80, 0), (NP, "tcp", 30081, 0)}

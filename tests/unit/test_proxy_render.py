@@ -24,18 +24,32 @@ table ip podnet-c1 {
 	set hairpin {
 		type ipv4_addr . ipv4_addr
 	}
+	set np-no-endpoints {
+		type inet_proto . inet_service
+	}
 	set svc-n1 {
 		type ipv4_addr . inet_proto . inet_service
+	}
+	set np-n1 {
+		type inet_proto . inet_service
 	}
 	set svc-n2 {
 		type ipv4_addr . inet_proto . inet_service
 	}
+	set np-n2 {
+		type inet_proto . inet_service
+	}
 	map eps {
 		typeof ip daddr . meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport
 	}
+	map np-eps {
+		typeof meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport
+	}
 	chain services {
 		ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @eps
+		fib daddr type local meta l4proto . th dport @np-n1 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 1 map @np-eps
 		ip daddr . meta l4proto . th dport @svc-n2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @eps
+		fib daddr type local meta l4proto . th dport @np-n2 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 2 map @np-eps
 	}
 	chain nat-prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
@@ -62,6 +76,7 @@ table ip podnet-c1 {
 		reject
 	}
 	chain check {
+		fib daddr type local meta l4proto . th dport @np-no-endpoints goto reject-unserved
 		ip daddr . meta l4proto . th dport @no-endpoints goto reject-unserved
 		ip daddr @cluster-ips goto reject-unserved
 		ip daddr 10.96.0.0/12 drop
@@ -91,6 +106,7 @@ add element ip podnet-c1 svc-n2 { 10.96.0.50 . tcp . 80 }
 # (a new count: a new set and rule), dns unchanged (not mentioned).
 INCREMENTAL = """\
 add set ip podnet-c1 svc-n3 { type ipv4_addr . inet_proto . inet_service; }
+add set ip podnet-c1 np-n3 { type inet_proto . inet_service; }
 delete element ip podnet-c1 cluster-ips { 10.96.0.50 }
 delete element ip podnet-c1 eps { 10.96.0.50 . tcp . 80 . 0, 10.96.0.50 . tcp . 80 . 1 }
 delete element ip podnet-c1 hairpin { 10.244.1.7 . 10.244.1.7 }
@@ -99,8 +115,11 @@ add element ip podnet-c1 eps { 10.96.0.60 . tcp . 80 . 0 : 10.244.2.1 . 8080, 10
 add element ip podnet-c1 svc-n3 { 10.96.0.60 . tcp . 80 }
 flush chain ip podnet-c1 services
 add rule ip podnet-c1 services ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @eps
+add rule ip podnet-c1 services fib daddr type local meta l4proto . th dport @np-n1 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 1 map @np-eps
 add rule ip podnet-c1 services ip daddr . meta l4proto . th dport @svc-n3 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @eps
+add rule ip podnet-c1 services fib daddr type local meta l4proto . th dport @np-n3 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 3 map @np-eps
 delete set ip podnet-c1 svc-n2
+delete set ip podnet-c1 np-n2
 """
 
 
@@ -141,3 +160,29 @@ def test_large_element_lists_are_chunked():
                                   {f"10.96.{i // 256}.{i % 256}" for i in range(2500)})
     assert len(lines) == 3
     assert lines[0].count(",") == render.CHUNK - 1
+
+
+def test_node_port_elements_go_to_their_own_sets_and_map():
+    from test_proxy_model import NP_NODE, NP_SERVICES, NP_SLICES
+
+    rules = SMALL.copy()
+    delta = rules.update({("default", "np"): model.compile_service(
+        NP_SERVICES[0], NP_SLICES[:1], NP_NODE)})
+    assert render.incremental(TABLE, delta) == (
+        "add element ip podnet-c1 cluster-ips { 10.96.0.70 }\n"
+        "add element ip podnet-c1 eps { 10.96.0.70 . tcp . 80 . 0 : 10.244.1.7 . 8080, "
+        "10.96.0.70 . tcp . 80 . 1 : 10.244.2.5 . 8080 }\n"
+        "add element ip podnet-c1 no-endpoints { 10.96.0.70 . udp . 53 }\n"
+        "add element ip podnet-c1 np-eps { tcp . 30080 . 0 : 10.244.1.7 . 8080, "
+        "tcp . 30080 . 1 : 10.244.2.5 . 8080 }\n"
+        "add element ip podnet-c1 np-n2 { tcp . 30080 }\n"
+        "add element ip podnet-c1 np-no-endpoints { udp . 30053 }\n"
+        "add element ip podnet-c1 svc-n2 { 10.96.0.70 . tcp . 80 }\n")
+    assert render.incremental(TABLE, rules.update({("default", "np"): None})) == (
+        "delete element ip podnet-c1 cluster-ips { 10.96.0.70 }\n"
+        "delete element ip podnet-c1 eps { 10.96.0.70 . tcp . 80 . 0, 10.96.0.70 . tcp . 80 . 1 }\n"
+        "delete element ip podnet-c1 no-endpoints { 10.96.0.70 . udp . 53 }\n"
+        "delete element ip podnet-c1 np-eps { tcp . 30080 . 0, tcp . 30080 . 1 }\n"
+        "delete element ip podnet-c1 np-n2 { tcp . 30080 }\n"
+        "delete element ip podnet-c1 np-no-endpoints { udp . 30053 }\n"
+        "delete element ip podnet-c1 svc-n2 { 10.96.0.70 . tcp . 80 }\n")
