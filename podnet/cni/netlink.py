@@ -17,9 +17,11 @@ import _socket
 import os
 from _struct import pack, unpack_from  # struct.py only re-exports these
 
+from podnet.kernel.setns import setns
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 AF_INET = 2
 AF_INET6 = 10
@@ -30,7 +32,6 @@ _NETLINK_ROUTE = 0
 _SOL_NETLINK = 270
 _NETLINK_CAP_ACK = 10
 _NETLINK_EXT_ACK = 11
-CLONE_NEWNET = 0x40000000
 
 # message types and flags
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
@@ -164,34 +165,6 @@ def family_of(address: str) -> int:
 
 
 # -- namespaces --------------------------------------------------------------------------------
-_libc_setns: Any = None
-
-
-def setns(fd: int) -> None:
-    """Move the calling thread into the network namespace open at `fd`."""
-    fn = getattr(os, "setns", None)  # Python 3.12+
-    if fn is not None:
-        fn(fd, CLONE_NEWNET)
-        return
-    global _libc_setns
-    import _ctypes
-
-    if _libc_setns is None:
-        class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg,unused-ignore]
-            _type_ = "i"
-
-        class Func(_ctypes.CFuncPtr):
-            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-            _restype_ = CInt
-
-        libc = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type,unused-ignore]
-        func = Func(_ctypes.dlsym(libc, "setns"))
-        func.argtypes = (CInt, CInt)
-        _libc_setns = func
-    if _libc_setns(fd, CLONE_NEWNET) != 0:
-        err = _ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
 
 # -- the client --------------------------------------------------------------------------------
 class Netlink:
@@ -265,22 +238,16 @@ class Netlink:
 
     # -- links ---------------------------------------------------------------------------------
     def get_link(self, name: str) -> Link | None:
-        try:
-            msgs = self.request(RTM_GETLINK, 0, pack(_IFINFO, 0, 0, 0, 0, 0)
-                                + _name(IFLA_IFNAME, name), what=f"get link {name}")
-        except NetlinkError as e:
-            if e.errno == ENODEV:
-                return None
-            raise
-        for kind, payload in msgs:
-            if kind == RTM_NEWLINK:
-                return _link(payload)
-        return None
+        return self._one_link(pack(_IFINFO, 0, 0, 0, 0, 0) + _name(IFLA_IFNAME, name),
+                              f"get link {name}")
 
     def link_by_index(self, index: int) -> Link | None:
+        return self._one_link(pack(_IFINFO, 0, 0, index, 0, 0), f"get link {index}")
+
+    def _one_link(self, request: bytes, what: str) -> Link | None:
+        """The link a GETLINK request names, or None when there is no such link."""
         try:
-            msgs = self.request(RTM_GETLINK, 0, pack(_IFINFO, 0, 0, index, 0, 0),
-                                what=f"get link {index}")
+            msgs = self.request(RTM_GETLINK, 0, request, what=what)
         except NetlinkError as e:
             if e.errno == ENODEV:
                 return None

@@ -42,8 +42,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from podnet.cni import plugin
-from podnet.cni.netlink import setns
 from podnet.cni.spec import ERR_DECODE, ERR_INVALID_ENV, LATEST, CniError
+from podnet.kernel.setns import setns
 
 __all__ = ["MAGIC", "CniServer", "decode_request", "encode_request", "install_shim",
            "shim_source"]

@@ -93,29 +93,30 @@ def log_path(node_state_dir: Path, uid: str, container: str) -> Path:
 
 def proc_start_time(pid: int) -> int | None:
     """A process's start time in clock ticks since boot, or None when it does not exist."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields is not None else None
+    except (IndexError, ValueError):
+        return None
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/<pid>/stat after the command name (field 3 on), or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    fields = data[data.rfind(b")") + 2:].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+    return data[data.rfind(b")") + 2:].split()
 
 
 def alive(pid: int | None, start: int | None) -> bool:
     """Whether the process `pid` that started at `start` still exists (not a zombie)."""
     if not pid or start is None:
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    fields = data[data.rfind(b")") + 2:].split()
-    return len(fields) > 19 and fields[0] != b"Z" and fields[19] == str(start).encode()
+    fields = _stat_fields(pid)
+    return (fields is not None and len(fields) > 19 and fields[0] != b"Z"
+            and fields[19] == str(start).encode())
 
 
 def read_state(node_state_dir: Path, uid: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import random
 import shutil
@@ -33,12 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from podnet.kernel.setns import setns
 from podnet.runtime import probes
 from podnet.runtime.probes import Outcome, Probe
 from podnet.runtime.sandbox import SYSTEM_PATH, reap_later
 from podnet.runtime.status import Health
 
-CLONE_NEWNET = 0x40000000
 ExecPrefix = Callable[[], list[str]]
 
 
@@ -66,10 +65,9 @@ class NetnsDialer:
             self.error = NetnsUnavailable(e.errno, f"cannot open {self.path}: {e.strerror}")
             return
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                self.error = NetnsUnavailable(err, f"setns {self.path}: {os.strerror(err)}")
+            setns(fd)
+        except OSError as e:
+            self.error = NetnsUnavailable(e.errno or 0, f"setns {self.path}: {e.strerror}")
         finally:
             os.close(fd)
 
