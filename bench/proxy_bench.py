@@ -111,13 +111,10 @@ def changed_slice(i: int, eps: int) -> Obj:
                               for k in range(count)])
 
 
-def element_counts(elements: model.Elements) -> dict[str, int]:
-    """Elements per set or map, named as in the table."""
-    out = {"cluster-ips": len(elements.cluster_ips), "no-endpoints": len(elements.no_endpoints),
-           "hairpin": len(elements.hairpin), "eps": len(elements.endpoints)}
-    for n, ports in elements.dispatch.items():
-        out[render.dispatch_set(n)] = len(ports)
-    return {k: v for k, v in sorted(out.items()) if v}
+def element_counts(ruleset: model.Ruleset) -> dict[str, int]:
+    """Elements per set or map, named as in the table (affinity chains aside)."""
+    return {obj: len(entries) for obj, entries in sorted(ruleset.by_object().items())
+            if obj not in (model.CHAIN, model.TIMED_SET) and entries}
 
 
 # -- baselines' scripts -------------------------------------------------------------------------
@@ -218,14 +215,14 @@ async def full_sync_phase(ns: str, t: render.Table, floor_ref: str, node: model.
             else:
                 if not bare:  # round 0 runs ours first: `ruleset` is there
                     bare = bare_map_script(floor_ref,
-                                           sum(element_counts(ruleset.elements()).values()))
+                                           sum(element_counts(ruleset).values()))
                 t0 = time.perf_counter()
                 await nft.apply(ns, bare)
                 floor.append(time.perf_counter() - t0)
                 await nft.apply(ns, f"delete table {floor_ref}\n")
         log(f"full sync round {r + 1}/{rounds}: {ours[-1]['total_s']:.3f} s "
             f"(bare map {floor[-1]:.3f} s)")
-    counts = element_counts(ruleset.elements())
+    counts = element_counts(ruleset)
     out = {"rounds": ours, "bare_map_s": floor, "elements": counts,
            "elements_total": sum(counts.values()), "other_cpu_pct": cpu.other_pct()}
     return out, ruleset
@@ -255,13 +252,13 @@ async def change_phase(ns: str, t: render.Table, node: model.NodeInfo, services:
         for i in range(changes):
             for which in ((0, 1) if i % 2 == 0 else (1, 0)):
                 if which == 0:
-                    before = px.ruleset.counts()
+                    before = px.ruleset.dispatch_objs()
                     new = changed_slice(i, eps)
                     a = time.perf_counter()
                     px.on_slice("MODIFIED", new)
                     await px.sync()
                     total.append(time.perf_counter() - a)
-                    if px.ruleset.counts() != before:
+                    if px.ruleset.dispatch_objs() != before:
                         chain_rewrites.append(i)
                 else:
                     a = time.perf_counter()
@@ -297,7 +294,7 @@ async def measure(args: argparse.Namespace, ns: str, cluster: str, run: dict[str
                                            args.rounds)
     run["change"], px = await change_phase(ns, t, node, services, slices, args.changes,
                                            args.endpoints, args.pause)
-    want, got = element_counts(px.ruleset.elements()), kernel_counts(ns, t)
+    want, got = element_counts(px.ruleset), kernel_counts(ns, t)
     run["kernel_check"] = {"model": want, "kernel": got, "equal": want == got}
 
 

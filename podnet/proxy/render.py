@@ -1,63 +1,103 @@
-"""A Ruleset -> nft scripts (pure): the whole table, or only the changes between two Rulesets.
+"""A Ruleset -> nft scripts (pure): the whole table, or only the changes a Delta describes.
 
-The table (family ip, one per node namespace, named `podnet-<cluster>`):
+The table (family ip, one per node namespace, named `podnet-<cluster>`). A key is
+`ip . proto . port`: a ClusterIP, LoadBalancer IP, external IP or the node's IP with a port.
 
   sets   cluster-ips    ClusterIPs allocated in the service CIDR
-         no-endpoints   vip . proto . port of Service ports with no endpoint to use
-         svc-n<N>       vip . proto . port of Service ports with N endpoints (one set per N)
+         no-endpoints   keys of Service ports with no endpoint to use (rejected)
+         no-local       keys with no endpoint on this node where the policy is Local (dropped)
+         masq-keys      external keys with externalTrafficPolicy Cluster (always masqueraded)
+         local-keys     external keys with externalTrafficPolicy Local
+         svc-n<N>       keys dispatched over N endpoints (one set per N in use)
+         local-n<N>     externalTrafficPolicy Local keys with N endpoints on this node
          hairpin        ip . ip for endpoints on this node (a pod reaching itself)
-  map    eps            vip . proto . port . bucket -> endpoint ip . port (every endpoint)
-  sets   np-no-endpoints  proto . port of node ports with no endpoint to use
-         np-n<N>          proto . port of node ports with N endpoints (one set per N in use)
-  map    np-eps           proto . port . bucket -> endpoint ip . port (node ports' endpoints)
+         fw-keys        LoadBalancer keys with loadBalancerSourceRanges
+         fw-allow       key . source range allowed (intervals)
+  maps   eps            key . bucket -> endpoint ip . port
+         local-eps      key . bucket -> endpoint ip . port, this node's endpoints only
+         affinity       key -> goto the key's own chain (sessionAffinity ClientIP)
 
-  chains services         two rules per N in use:
-                            vip.proto.port in svc-n<N> -> dnat to eps[vip.proto.port.(random mod N)]
-                            to a local address (`fib daddr type local`) and proto.port in
-                            np-n<N> -> mark, dnat to np-eps[proto.port.(random mod N)]
-         nat-prerouting   mark traffic from outside the pod network, then jump services
-         nat-output       the same for the node's own traffic
+  chains services         the `affinity` jump, then one rule per svc-n<N>:
+                            key in svc-n<N> -> dnat to eps[key . (random mod N)]
+         external-local   one rule per local-n<N>, the same over local-eps; then any other
+                          local key is accepted unchanged (the filter drops it)
+         nat-prerouting   mark off-cluster traffic to a ClusterIP and keys in masq-keys; traffic
+                          from outside the pod network goes to external-local; jump services
+         nat-output       the same for the node's own traffic (local keys masqueraded, never
+                          the local view)
+         firewall         (filter, before DNAT) a key in fw-keys from a source not allowed
+                          by fw-allow -> drop
          mark-hairpin     after DNAT: source == new destination -> mark
          nat-postrouting  marked -> clear the mark, masquerade
-         check            (filter: input, forward, output) what is still addressed to a service
-                          IP was not DNATed: no endpoints or a port the Service lacks -> reject;
-                          an unallocated IP of the service CIDR -> drop; a local address on a
-                          node port in np-no-endpoints -> reject
+         check            (filter: input, forward, output) what is still addressed to a key
+                          was not DNATed: no-endpoints -> reject, no-local -> drop; another port of
+                          a ClusterIP -> reject; an unallocated IP of the service CIDR -> drop
+         aff-<id>         per affinity key: a remembered client goes to its endpoint, others
+                          pick one at random (goto aff-<id>-<ep>)
+         aff-<id>-<ep>    remember the client in the timed set aff-<id>-<ep>, dnat
 
-Everything a Service change touches is an element; the `services` chain is rewritten (flushed
-and refilled in the same transaction) only when an endpoint count comes into or out of use.
-Scripts are meant for `nft -f -`, one transaction each.
+Everything a Service change touches is an element, an affinity chain, or (when an endpoint
+count comes into or out of use) the `services` or `external-local` chain, flushed and refilled
+in the same transaction. Scripts are meant for `nft -f -`, one transaction each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from podnet.proxy.model import (
-    NODE_PORT,
+    AFFINITY,
+    CHAIN,
+    CLUSTER_IPS,
+    DROP,
+    EPS,
+    FW_ALLOW,
+    FW_KEYS,
+    HAIRPIN,
+    LOCAL_EPS,
+    LOCAL_KEYS,
+    MASQ,
+    NO_ENDPOINTS,
+    TIMED_SET,
+    AffinityChain,
+    AffinityEndpoint,
     Delta,
-    Elements,
-    Endpoint,
-    EndpointKey,
     NodeInfo,
     Ruleset,
-    ServicePort,
+    dispatch_count,
 )
 
 MASQ_MARK = 0x4000  # the bit kube-proxy uses too
 CHUNK = 1000  # elements per `add element` line
 
-SERVICE_PORT_TYPE = "ipv4_addr . inet_proto . inet_service"
-# The map's key and value types, given as expressions. Written with `th dport`, nft 1.0.6 can
+KEY_TYPE = "ipv4_addr . inet_proto . inet_service"
+# The maps' key and value types, given as expressions. Written with `th dport`, nft 1.0.6 can
 # no longer add a rule using the map once the map comes from the kernel ("conflicting
 # protocols specified: ip vs. th" when it rebuilds the typeof); `tcp dport` has the same type
 # (inet_service), the map still serves UDP and SCTP, and rules can be added at any time.
 EPS_TYPEOF = ("ip daddr . meta l4proto . tcp dport . numgen random mod 1 : "
               "ip daddr . tcp dport")
-NODE_PORT_TYPE = "inet_proto . inet_service"
-NP_EPS_TYPEOF = "meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport"
-LOCAL = "fib daddr type local"
+KEY = "ip daddr . meta l4proto . th dport"
+MARK = f"meta mark set meta mark | {MASQ_MARK:#x}"
+
+# Declarations of the fixed sets and maps, in the order the table lists them.
+FIXED_OBJECTS: tuple[tuple[str, str], ...] = (
+    (CLUSTER_IPS, "type ipv4_addr"),
+    (NO_ENDPOINTS, f"type {KEY_TYPE}"),
+    (DROP, f"type {KEY_TYPE}"),
+    (MASQ, f"type {KEY_TYPE}"),
+    (LOCAL_KEYS, f"type {KEY_TYPE}"),
+    (HAIRPIN, "type ipv4_addr . ipv4_addr"),
+    (FW_KEYS, f"type {KEY_TYPE}"),
+    (FW_ALLOW, f"type {KEY_TYPE} . ipv4_addr\n\t\tflags interval"),
+)
+FIXED_MAPS: tuple[tuple[str, str], ...] = (
+    (EPS, f"typeof {EPS_TYPEOF}"),
+    (LOCAL_EPS, f"typeof {EPS_TYPEOF}"),
+    (AFFINITY, f"type {KEY_TYPE} : verdict"),
+)
 
 
 @dataclass(frozen=True)
@@ -77,51 +117,52 @@ class Table:
         return f"ip {self.name}"
 
 
-def dispatch_set(n: int) -> str:
-    return f"svc-n{n}"
+# --- rules -------------------------------------------------------------------------------------
+
+def dispatch_rule(obj: str) -> str:
+    kind, n = dispatch_count(obj) or ("svc", 0)
+    eps = LOCAL_EPS if kind == "local" else EPS
+    return f"{KEY} @{obj} dnat ip to {KEY} . numgen random mod {n} map @{eps}"
 
 
-def dispatch_rule(n: int) -> str:
-    return (f"ip daddr . meta l4proto . th dport @{dispatch_set(n)} "
-            f"dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @eps")
+def services_rules(dispatch: Iterable[str]) -> list[str]:
+    """The `services` chain: affinity keys to their chains, then one rule per svc-n<N>."""
+    return [f"{KEY} vmap @{AFFINITY}",
+            *(dispatch_rule(o) for o in dispatch if (dispatch_count(o) or ("",))[0] == "svc")]
 
 
-def node_port_set(n: int) -> str:
-    return f"np-n{n}"
+def external_local_rules(dispatch: Iterable[str]) -> list[str]:
+    return [*(dispatch_rule(o) for o in dispatch if (dispatch_count(o) or ("",))[0] == "local"),
+            f"{KEY} @{LOCAL_KEYS} accept"]
 
 
-def node_port_rule(n: int) -> str:
-    return (f"{LOCAL} meta l4proto . th dport @{node_port_set(n)} "
-            f"meta mark set meta mark | {MASQ_MARK:#x} "
-            f"dnat ip to meta l4proto . th dport . numgen random mod {n} map @np-eps")
-
-
-def services_rules(counts: Iterable[int]) -> list[str]:
-    """The `services` chain: per endpoint count N in use, the ClusterIP and node-port rules."""
-    return [r for n in counts for r in (dispatch_rule(n), node_port_rule(n))]
-
-
-def _count_sets(n: int) -> list[tuple[str, str]]:
-    return [(dispatch_set(n), SERVICE_PORT_TYPE), (node_port_set(n), NODE_PORT_TYPE)]
+def chain_rules(value: Any) -> list[str]:
+    """The rules of an affinity chain."""
+    if isinstance(value, AffinityChain):
+        rules = [f"ip saddr @{s} meta l4proto {value.proto} dnat ip to {ip}:{port}"
+                 for s, ip, port in value.endpoints]
+        targets = ", ".join(f"{i} : goto {s}" for i, (s, _, _) in enumerate(value.endpoints))
+        rules.append(f"numgen random mod {len(value.endpoints)} vmap {{ {targets} }}")
+        return rules
+    if isinstance(value, AffinityEndpoint):
+        return [f"update @{value.set_name} {{ ip saddr }}",
+                f"meta l4proto {value.proto} dnat ip to {value.ip}:{value.port}"]
+    raise TypeError(f"not a chain definition: {value!r}")
 
 
 # --- elements ----------------------------------------------------------------------------------
 
-def port_element(p: ServicePort) -> str:
-    """`vip . proto . port`, or `proto . port` for a node port."""
-    return f"{p[1]} . {p[2]}" if p[0] == NODE_PORT else f"{p[0]} . {p[1]} . {p[2]}"
+def key_element(obj: str, key: tuple[Any, ...]) -> str:
+    return " . ".join(str(k) for k in key)
 
 
-def endpoint_key_element(key: EndpointKey) -> str:
-    return f"{port_element(key[:3])} . {key[3]}"
-
-
-def endpoint_element(key: EndpointKey, value: Endpoint) -> str:
-    return f"{endpoint_key_element(key)} : {value[0]} . {value[1]}"
-
-
-def hairpin_element(ip: str) -> str:
-    return f"{ip} . {ip}"
+def element(obj: str, key: tuple[Any, ...], value: Any) -> str:
+    text = key_element(obj, key)
+    if obj in (EPS, LOCAL_EPS):
+        return f"{text} : {value[0]} . {value[1]}"
+    if obj == AFFINITY:
+        return f"{text} : goto {value}"
+    return text
 
 
 def _element_lines(verb: str, table: Table, obj: str, elements: Iterable[str]) -> list[str]:
@@ -130,27 +171,14 @@ def _element_lines(verb: str, table: Table, obj: str, elements: Iterable[str]) -
             for i in range(0, len(items), CHUNK)]
 
 
-def _by_object(elements: Elements, *, keys_only: bool = False) -> dict[str, set[str]]:
-    """Elements as nft writes them, by set or map name (empty ones left out)."""
-    out: dict[str, set[str]] = {"cluster-ips": set(elements.cluster_ips),
-                                "hairpin": {hairpin_element(ip) for ip in elements.hairpin}}
-
-    def put(obj: str, node_obj: str, items: Iterable[tuple[ServicePort, str]]) -> None:
-        for port, element in items:
-            out.setdefault(node_obj if port[0] == NODE_PORT else obj, set()).add(element)
-
-    put("no-endpoints", "np-no-endpoints", ((p, port_element(p)) for p in elements.no_endpoints))
-    put("eps", "np-eps", ((k[:3], endpoint_key_element(k) if keys_only
-                           else endpoint_element(k, v)) for k, v in elements.endpoints.items()))
-    for n, ports in elements.dispatch.items():
-        put(dispatch_set(n), node_port_set(n), ((p, port_element(p)) for p in ports))
-    return {k: v for k, v in out.items() if v}
+def _timed_set(name: str, timeout: int) -> str:
+    return f"type ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s"
 
 
 # --- the whole table ---------------------------------------------------------------------------
 
-def _set_decl(name: str, type_: str) -> str:
-    return f"\tset {name} {{\n\t\ttype {type_}\n\t}}"
+def _decl(kind: str, name: str, body: str) -> str:
+    return f"\t{kind} {name} {{\n\t\t{body}\n\t}}"
 
 
 def _chain(name: str, hook: str | None, rules: list[str]) -> str:
@@ -162,26 +190,34 @@ def _chain(name: str, hook: str | None, rules: list[str]) -> str:
     return "\n".join(lines)
 
 
-def fixed_chains(table: Table, counts: Iterable[int]) -> list[str]:
-    mark = f"meta mark set meta mark | {MASQ_MARK:#x}"
-    off_cluster = f"ip daddr @cluster-ips ip saddr != {table.cluster_cidr} {mark}"
+def fixed_chains(table: Table, dispatch: Iterable[str]) -> list[str]:
+    dispatch = list(dispatch)
+    off_cluster = f"ip daddr @{CLUSTER_IPS} ip saddr != {table.cluster_cidr} {MARK}"
+    always = f"{KEY} @{MASQ} {MARK}"
     return [
-        _chain("services", None, services_rules(counts)),
+        _chain("services", None, services_rules(dispatch)),
+        _chain("external-local", None, external_local_rules(dispatch)),
+        _chain("firewall", None, [f"{KEY} @{FW_KEYS} {KEY} . ip saddr != @{FW_ALLOW} drop"]),
+        _chain("filter-prerouting", "type filter hook prerouting priority dstnat - 10; "
+               "policy accept;", ["jump firewall"]),
+        _chain("filter-output-fw", "type filter hook output priority -110; "
+               "policy accept;", ["jump firewall"]),
         _chain("nat-prerouting", "type nat hook prerouting priority dstnat; policy accept;",
-               [off_cluster, "jump services"]),
+               [off_cluster, always, f"ip saddr != {table.cluster_cidr} jump external-local",
+                "jump services"]),
         _chain("nat-output", "type nat hook output priority -100; policy accept;",
-               [off_cluster, "jump services"]),
+               [off_cluster, always, f"{KEY} @{LOCAL_KEYS} {MARK}", "jump services"]),
         _chain("mark-hairpin", "type filter hook prerouting priority -90; policy accept;",
-               [f"ct status dnat ip saddr . ip daddr @hairpin {mark}"]),
+               [f"ct status dnat ip saddr . ip daddr @{HAIRPIN} {MARK}"]),
         _chain("nat-postrouting", "type nat hook postrouting priority srcnat; policy accept;",
                [f"meta mark & {MASQ_MARK:#x} == 0 return",
                 f"meta mark set meta mark ^ {MASQ_MARK:#x}",
                 "masquerade fully-random"]),
         _chain("reject-unserved", None, ["meta l4proto tcp reject with tcp reset", "reject"]),
         _chain("check", None, [
-            f"{LOCAL} meta l4proto . th dport @np-no-endpoints goto reject-unserved",
-            "ip daddr . meta l4proto . th dport @no-endpoints goto reject-unserved",
-            "ip daddr @cluster-ips goto reject-unserved",
+            f"{KEY} @{NO_ENDPOINTS} goto reject-unserved",
+            f"{KEY} @{DROP} drop",
+            f"ip daddr @{CLUSTER_IPS} goto reject-unserved",
             f"ip daddr {table.service_cidr} drop"]),
         _chain("filter-input", "type filter hook input priority -10; policy accept;",
                ["jump check"]),
@@ -195,17 +231,23 @@ def fixed_chains(table: Table, counts: Iterable[int]) -> list[str]:
 def full(table: Table, rules: Ruleset) -> str:
     """A script that replaces the table with one holding `rules`, in one transaction (the
     first two lines make sure there is a table to delete)."""
-    decls = [_set_decl("cluster-ips", "ipv4_addr"),
-             _set_decl("no-endpoints", SERVICE_PORT_TYPE),
-             _set_decl("hairpin", "ipv4_addr . ipv4_addr"),
-             _set_decl("np-no-endpoints", NODE_PORT_TYPE)]
-    decls += [_set_decl(name, type_) for n in rules.counts() for name, type_ in _count_sets(n)]
-    decls.append(f"\tmap eps {{\n\t\ttypeof {EPS_TYPEOF}\n\t}}")
-    decls.append(f"\tmap np-eps {{\n\t\ttypeof {NP_EPS_TYPEOF}\n\t}}")
+    objs = rules.by_object()
+    dispatch = rules.dispatch_objs()
+    decls = [_decl("set", name, body) for name, body in FIXED_OBJECTS]
+    decls += [_decl("set", o, f"type {KEY_TYPE}") for o in dispatch]
+    decls += [_decl("set", key[0], _timed_set(key[0], value[0]))
+              for key, value in sorted(objs.get(TIMED_SET, {}).items())]
+    decls += [_decl("map", name, body) for name, body in FIXED_MAPS]
+    # endpoint chains first: the affinity chains jump to them
+    chains = sorted(objs.get(CHAIN, {}).items(),
+                    key=lambda kv: (isinstance(kv[1], AffinityChain), kv[0]))
+    decls += [_chain(key[0], None, chain_rules(value)) for key, value in chains]
     lines = [f"table {table.ref}", f"delete table {table.ref}",
-             f"table {table.ref} {{", *decls, *fixed_chains(table, rules.counts()), "}"]
-    for obj, elements in sorted(_by_object(rules.elements()).items()):
-        lines += _element_lines("add", table, obj, elements)
+             f"table {table.ref} {{", *decls, *fixed_chains(table, dispatch), "}"]
+    for obj, entries in sorted(objs.items()):
+        if obj not in (CHAIN, TIMED_SET):
+            lines += _element_lines("add", table, obj,
+                                    (element(obj, k, v) for k, v in entries.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -217,23 +259,44 @@ def delete(table: Table) -> str:
 # --- changes -----------------------------------------------------------------------------------
 
 def incremental(table: Table, delta: Delta) -> str:
-    """A script that applies `delta` to a table: new dispatch sets first, element removals,
-    element additions, then (only when the endpoint counts in use changed) the `services`
-    chain refilled and the sets of counts no longer in use deleted. "" when there is nothing
-    to do."""
+    """A script that applies `delta`, in an order nft accepts in one transaction: new dispatch
+    sets, timed sets and chains; element removals; affinity chains rewritten; element
+    additions; the dispatch chains refilled when the sets in use changed; then the chains and
+    sets no longer used deleted (nothing refers to them by then). "" when nothing changes."""
     if not delta:
         return ""
-    lines = [f"add set {table.ref} {name} {{ type {type_}; }}"
-             for n in delta.counts_added for name, type_ in _count_sets(n)]
-    gone = {name for n in delta.counts_removed for name, _ in _count_sets(n)}
-    for obj, elements in sorted(_by_object(delta.remove, keys_only=True).items()):
-        if obj not in gone:  # the whole set goes below
-            lines += _element_lines("delete", table, obj, elements)
-    for obj, elements in sorted(_by_object(delta.add).items()):
+    ref = table.ref
+    lines = [f"add set {ref} {o} {{ type {KEY_TYPE}; }}" for o in sorted(delta.objs_added)]
+    new_chains = sorted((k, v) for o, k, v in delta.add if o == CHAIN)
+    lines += [f"add set {ref} {k[0]} {{ type ipv4_addr; flags dynamic,timeout; "
+              f"timeout {v[0]}s; }}" for o, k, v in sorted(delta.add) if o == TIMED_SET]
+    lines += [f"add chain {ref} {k[0]}" for k, _ in new_chains]
+    removed: dict[str, list[str]] = {}
+    for obj, key in delta.remove:
+        if obj not in (CHAIN, TIMED_SET) and obj not in delta.objs_removed:
+            removed.setdefault(obj, []).append(key_element(obj, key))
+    for obj, elements in sorted(removed.items()):
+        lines += _element_lines("delete", table, obj, elements)
+    # endpoint chains before the affinity chains that jump to them
+    for key, value in sorted(new_chains + [(k, v) for _, k, v in delta.rewrite],
+                             key=lambda kv: (isinstance(kv[1], AffinityChain), kv[0])):
+        lines.append(f"flush chain {ref} {key[0]}")
+        lines += [f"add rule {ref} {key[0]} {r}" for r in chain_rules(value)]
+    added: dict[str, list[str]] = {}
+    for obj, key, value in delta.add:
+        if obj not in (CHAIN, TIMED_SET):
+            added.setdefault(obj, []).append(element(obj, key, value))
+    for obj, elements in sorted(added.items()):
         lines += _element_lines("add", table, obj, elements)
-    if delta.counts_added or delta.counts_removed:
-        lines.append(f"flush chain {table.ref} services")
-        lines += [f"add rule {table.ref} services {r}" for r in services_rules(delta.counts)]
-        lines += [f"delete set {table.ref} {name}"
-                  for n in delta.counts_removed for name, _ in _count_sets(n)]
+    if delta.dispatch_changed:
+        for chain, rules in (("services", services_rules(delta.dispatch)),
+                             ("external-local", external_local_rules(delta.dispatch))):
+            lines.append(f"flush chain {ref} {chain}")
+            lines += [f"add rule {ref} {chain} {r}" for r in rules]
+    gone_chains = sorted(k for o, k in delta.remove if o == CHAIN)
+    # affinity chains (which jump to endpoint chains) go first
+    lines += [f"flush chain {ref} {k[0]}" for k in gone_chains]
+    lines += [f"delete chain {ref} {k[0]}" for k in gone_chains]
+    lines += [f"delete set {ref} {k[0]}" for o, k in sorted(delta.remove) if o == TIMED_SET]
+    lines += [f"delete set {ref} {o}" for o in sorted(delta.objs_removed)]
     return "\n".join(lines) + "\n"

@@ -21,44 +21,71 @@ table ip podnet-c1 {
 	set no-endpoints {
 		type ipv4_addr . inet_proto . inet_service
 	}
+	set no-local {
+		type ipv4_addr . inet_proto . inet_service
+	}
+	set masq-keys {
+		type ipv4_addr . inet_proto . inet_service
+	}
+	set local-keys {
+		type ipv4_addr . inet_proto . inet_service
+	}
 	set hairpin {
 		type ipv4_addr . ipv4_addr
 	}
-	set np-no-endpoints {
-		type inet_proto . inet_service
+	set fw-keys {
+		type ipv4_addr . inet_proto . inet_service
+	}
+	set fw-allow {
+		type ipv4_addr . inet_proto . inet_service . ipv4_addr
+		flags interval
 	}
 	set svc-n1 {
 		type ipv4_addr . inet_proto . inet_service
 	}
-	set np-n1 {
-		type inet_proto . inet_service
-	}
 	set svc-n2 {
 		type ipv4_addr . inet_proto . inet_service
-	}
-	set np-n2 {
-		type inet_proto . inet_service
 	}
 	map eps {
 		typeof ip daddr . meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport
 	}
-	map np-eps {
-		typeof meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport
+	map local-eps {
+		typeof ip daddr . meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport
+	}
+	map affinity {
+		type ipv4_addr . inet_proto . inet_service : verdict
 	}
 	chain services {
+		ip daddr . meta l4proto . th dport vmap @affinity
 		ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @eps
-		fib daddr type local meta l4proto . th dport @np-n1 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 1 map @np-eps
 		ip daddr . meta l4proto . th dport @svc-n2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @eps
-		fib daddr type local meta l4proto . th dport @np-n2 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 2 map @np-eps
+	}
+	chain external-local {
+		ip daddr . meta l4proto . th dport @local-keys accept
+	}
+	chain firewall {
+		ip daddr . meta l4proto . th dport @fw-keys ip daddr . meta l4proto . th dport . ip saddr != @fw-allow drop
+	}
+	chain filter-prerouting {
+		type filter hook prerouting priority dstnat - 10; policy accept;
+		jump firewall
+	}
+	chain filter-output-fw {
+		type filter hook output priority -110; policy accept;
+		jump firewall
 	}
 	chain nat-prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		ip daddr @cluster-ips ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000
+		ip daddr . meta l4proto . th dport @masq-keys meta mark set meta mark | 0x4000
+		ip saddr != 10.244.0.0/16 jump external-local
 		jump services
 	}
 	chain nat-output {
 		type nat hook output priority -100; policy accept;
 		ip daddr @cluster-ips ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000
+		ip daddr . meta l4proto . th dport @masq-keys meta mark set meta mark | 0x4000
+		ip daddr . meta l4proto . th dport @local-keys meta mark set meta mark | 0x4000
 		jump services
 	}
 	chain mark-hairpin {
@@ -76,8 +103,8 @@ table ip podnet-c1 {
 		reject
 	}
 	chain check {
-		fib daddr type local meta l4proto . th dport @np-no-endpoints goto reject-unserved
 		ip daddr . meta l4proto . th dport @no-endpoints goto reject-unserved
+		ip daddr . meta l4proto . th dport @no-local drop
 		ip daddr @cluster-ips goto reject-unserved
 		ip daddr 10.96.0.0/12 drop
 	}
@@ -106,7 +133,6 @@ add element ip podnet-c1 svc-n2 { 10.96.0.50 . tcp . 80 }
 # (a new count: a new set and rule), dns unchanged (not mentioned).
 INCREMENTAL = """\
 add set ip podnet-c1 svc-n3 { type ipv4_addr . inet_proto . inet_service; }
-add set ip podnet-c1 np-n3 { type inet_proto . inet_service; }
 delete element ip podnet-c1 cluster-ips { 10.96.0.50 }
 delete element ip podnet-c1 eps { 10.96.0.50 . tcp . 80 . 0, 10.96.0.50 . tcp . 80 . 1 }
 delete element ip podnet-c1 hairpin { 10.244.1.7 . 10.244.1.7 }
@@ -114,12 +140,12 @@ delete element ip podnet-c1 no-endpoints { 10.96.0.60 . tcp . 80 }
 add element ip podnet-c1 eps { 10.96.0.60 . tcp . 80 . 0 : 10.244.2.1 . 8080, 10.96.0.60 . tcp . 80 . 1 : 10.244.2.2 . 8080, 10.96.0.60 . tcp . 80 . 2 : 10.244.2.3 . 8080 }
 add element ip podnet-c1 svc-n3 { 10.96.0.60 . tcp . 80 }
 flush chain ip podnet-c1 services
+add rule ip podnet-c1 services ip daddr . meta l4proto . th dport vmap @affinity
 add rule ip podnet-c1 services ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @eps
-add rule ip podnet-c1 services fib daddr type local meta l4proto . th dport @np-n1 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 1 map @np-eps
 add rule ip podnet-c1 services ip daddr . meta l4proto . th dport @svc-n3 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @eps
-add rule ip podnet-c1 services fib daddr type local meta l4proto . th dport @np-n3 meta mark set meta mark | 0x4000 dnat ip to meta l4proto . th dport . numgen random mod 3 map @np-eps
+flush chain ip podnet-c1 external-local
+add rule ip podnet-c1 external-local ip daddr . meta l4proto . th dport @local-keys accept
 delete set ip podnet-c1 svc-n2
-delete set ip podnet-c1 np-n2
 """
 
 
@@ -162,27 +188,36 @@ def test_large_element_lists_are_chunked():
     assert lines[0].count(",") == render.CHUNK - 1
 
 
-def test_node_port_elements_go_to_their_own_sets_and_map():
-    from test_proxy_model import NP_NODE, NP_SERVICES, NP_SLICES
+def test_affinity_chains_come_and_go_in_an_order_nft_accepts():
+    """Chains are created before the elements that jump to them, endpoint chains written
+    before the chain that jumps to them, and deleted only once nothing refers to them."""
+    from test_proxy_model import svc
 
+    sticky = svc("sticky", "10.96.0.78", sessionAffinity="ClientIP",
+                 sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
     rules = SMALL.copy()
-    delta = rules.update({("default", "np"): model.compile_service(
-        NP_SERVICES[0], NP_SLICES[:1], NP_NODE)})
+    delta = rules.update({("default", "sticky"): model.compile_service(
+        sticky, [slc("sticky", ep("10.244.2.13"))], NODE)})
+    chain = model.affinity_chain_name(("10.96.0.78", "tcp", 80), 60)
+    epc = next(v.set_name for o, _, v in delta.add if o == "chain" and hasattr(v, "set_name"))
     assert render.incremental(TABLE, delta) == (
-        "add element ip podnet-c1 cluster-ips { 10.96.0.70 }\n"
-        "add element ip podnet-c1 eps { 10.96.0.70 . tcp . 80 . 0 : 10.244.1.7 . 8080, "
-        "10.96.0.70 . tcp . 80 . 1 : 10.244.2.5 . 8080 }\n"
-        "add element ip podnet-c1 no-endpoints { 10.96.0.70 . udp . 53 }\n"
-        "add element ip podnet-c1 np-eps { tcp . 30080 . 0 : 10.244.1.7 . 8080, "
-        "tcp . 30080 . 1 : 10.244.2.5 . 8080 }\n"
-        "add element ip podnet-c1 np-n2 { tcp . 30080 }\n"
-        "add element ip podnet-c1 np-no-endpoints { udp . 30053 }\n"
-        "add element ip podnet-c1 svc-n2 { 10.96.0.70 . tcp . 80 }\n")
-    assert render.incremental(TABLE, rules.update({("default", "np"): None})) == (
-        "delete element ip podnet-c1 cluster-ips { 10.96.0.70 }\n"
-        "delete element ip podnet-c1 eps { 10.96.0.70 . tcp . 80 . 0, 10.96.0.70 . tcp . 80 . 1 }\n"
-        "delete element ip podnet-c1 no-endpoints { 10.96.0.70 . udp . 53 }\n"
-        "delete element ip podnet-c1 np-eps { tcp . 30080 . 0, tcp . 30080 . 1 }\n"
-        "delete element ip podnet-c1 np-n2 { tcp . 30080 }\n"
-        "delete element ip podnet-c1 np-no-endpoints { udp . 30053 }\n"
-        "delete element ip podnet-c1 svc-n2 { 10.96.0.70 . tcp . 80 }\n")
+        f"add set ip podnet-c1 {epc} {{ type ipv4_addr; flags dynamic,timeout; timeout 60s; }}\n"
+        f"add chain ip podnet-c1 {chain}\n"
+        f"add chain ip podnet-c1 {epc}\n"
+        f"flush chain ip podnet-c1 {epc}\n"
+        f"add rule ip podnet-c1 {epc} update @{epc} {{ ip saddr }}\n"
+        f"add rule ip podnet-c1 {epc} meta l4proto tcp dnat ip to 10.244.2.13:8080\n"
+        f"flush chain ip podnet-c1 {chain}\n"
+        f"add rule ip podnet-c1 {chain} ip saddr @{epc} meta l4proto tcp dnat ip to "
+        "10.244.2.13:8080\n"
+        f"add rule ip podnet-c1 {chain} numgen random mod 1 vmap {{ 0 : goto {epc} }}\n"
+        f"add element ip podnet-c1 affinity {{ 10.96.0.78 . tcp . 80 : goto {chain} }}\n"
+        "add element ip podnet-c1 cluster-ips { 10.96.0.78 }\n")
+    assert render.incremental(TABLE, rules.update({("default", "sticky"): None})) == (
+        f"delete element ip podnet-c1 affinity {{ 10.96.0.78 . tcp . 80 }}\n"
+        "delete element ip podnet-c1 cluster-ips { 10.96.0.78 }\n"
+        f"flush chain ip podnet-c1 {chain}\n"
+        f"flush chain ip podnet-c1 {epc}\n"
+        f"delete chain ip podnet-c1 {chain}\n"
+        f"delete chain ip podnet-c1 {epc}\n"
+        f"delete set ip podnet-c1 {epc}\n")
