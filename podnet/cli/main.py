@@ -110,7 +110,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if nodes is None and not _state(args).exists():
         nodes = topology.DEFAULT_NODES  # a new cluster; an existing one keeps its nodes
     lifecycle.up(args.name, wait=args.timeout, port=args.port, nodes=nodes,
-                 backend=args.backend, lan_cidr=args.lan_cidr, cni=args.cni)
+                 backend=args.backend, lan_cidr=args.lan_cidr, cni=args.cni,
+                 lb_pool=args.lb_pool)
     return 0
 
 
@@ -419,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"host-local (default {DEFAULT_CNI})")
     p.add_argument("--lan-cidr", metavar="CIDR",
                    help=f"the LAN of a new cluster (default {topology.DEFAULT_LAN_CIDR})")
+    p.add_argument("--lb-pool", metavar="POOL",
+                   help="the LoadBalancer addresses of a new cluster: CIDRs and A-B ranges, "
+                        "comma-separated, inside the LAN (default: LAN offsets "
+                        f"{topology.LB_POOL_OFFSETS[0]}-{topology.LB_POOL_OFFSETS[1]}, "
+                        "172.18.0.200-172.18.0.249 on the default LAN)")
     p.set_defaults(func=cmd_up)
     add("down", "stop the cluster and remove its state").set_defaults(func=cmd_down)
     add("status", "show the cluster and its components").set_defaults(func=cmd_status)

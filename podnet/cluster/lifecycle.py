@@ -564,12 +564,13 @@ def _print_lines(lines: Sequence[tuple[str, str]], out: TextIO) -> None:
 def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
        wait: float = 30.0, port: int | None = None, nodes: int | None = None,
        backend: str | None = None, lan_cidr: str | None = None, cni: str | None = None,
-       node_cidr_mask: int | None = None,
+       node_cidr_mask: int | None = None, lb_pool: str | None = None,
        out: TextIO | None = None) -> ClusterState:
     """Create the cluster's state if needed and start its components; a no-op (that says so)
-    when it is running already. `port`, `nodes`, `backend`, `lan_cidr` and `cni` choose those of
-    a new cluster (None: as the cluster has them; a new one gets no nodes: the control plane
-    alone).
+    when it is running already. `port`, `nodes`, `backend`, `lan_cidr`, `cni` and `lb_pool` (the
+    LoadBalancer addresses: CIDRs and A-B ranges, comma-separated) choose those of a new
+    cluster (None: as the cluster has them; a new one gets no nodes: the control plane alone,
+    and LAN offsets 200-249 as its LoadBalancer pool).
     Returns when every Node is Ready."""
     out = out or sys.stdout
     state = ClusterState.locate(name, root)
@@ -580,7 +581,7 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
                          "PODNET_STATE_ROOT to a directory you own)") from e
     with state.lock():
         ensure(state.name, state.dir.parent, port=port,
-               lab=LabSettings(nodes, backend, lan_cidr, cni, node_cidr_mask))
+               lab=LabSettings(nodes, backend, lan_cidr, cni, node_cidr_mask, lb_pool))
         started = [c.start(state, wait) for c in COMPONENTS]
     config = state.load()
     url = config.server_url

@@ -4,7 +4,8 @@ A cluster is a directory `<root>/<name>/`; the root is $PODNET_STATE_ROOT or /va
 the name --name, $PODNET_CLUSTER or "podnet". Inside:
 
     cluster.json              name, bind address, port, CIDRs, node port range, creation time,
-                              and the lab: node count, LAN CIDR, routing backend, CNI plugin
+                              and the lab: node count, LAN CIDR, routing backend, CNI plugin,
+                              LoadBalancer pool (lb_pool; absent: LAN offsets 200-249)
     pki/ca.crt, pki/ca.key    the cluster's own CA (keys are 0600)
     pki/server.crt, .key      the API server's serving certificate
     token                     the admin bearer token (0600)
@@ -25,6 +26,7 @@ import base64
 import contextlib
 import datetime as dt
 import fcntl
+import ipaddress
 import json
 import os
 import random
@@ -35,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from podnet.api import lbipam
 from podnet.api.names import is_dns1123_label
 from podnet.lab import topology
 
@@ -104,6 +107,7 @@ class ClusterConfig:
     lan_cidr: str = topology.DEFAULT_LAN_CIDR
     cni: str = DEFAULT_CNI
     node_cidr_mask: int = DEFAULT_NODE_CIDR_MASK  # each node's podCIDR: a /mask of cluster_cidr
+    lb_pool: str = ""  # LoadBalancer addresses (lbipam.parse_pool); "": default_lb_pool(LAN)
 
     @property
     def server_url(self) -> str:
@@ -112,9 +116,12 @@ class ClusterConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        return {k: d[k] for k in ("name", "bind", "port", "service_cidr", "cluster_cidr",
-                                  "node_port_range", "created", "nodes", "backend",
-                                  "lan_cidr", "cni", "node_cidr_mask")}
+        out = {k: d[k] for k in ("name", "bind", "port", "service_cidr", "cluster_cidr",
+                                 "node_port_range", "created", "nodes", "backend",
+                                 "lan_cidr", "cni", "node_cidr_mask")}
+        if self.lb_pool:  # written when chosen; without it, the LAN's default pool
+            out["lb_pool"] = self.lb_pool
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClusterConfig:
@@ -132,9 +139,15 @@ class ClusterConfig:
                 lan_cidr=str(d.get("lan_cidr", topology.DEFAULT_LAN_CIDR)),
                 cni=str(d.get("cni", DEFAULT_CNI)),
                 node_cidr_mask=int(d.get("node_cidr_mask", DEFAULT_NODE_CIDR_MASK)),
+                lb_pool=str(d.get("lb_pool") or ""),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise StateError(f"bad cluster.json: {e}") from e
+
+    @property
+    def load_balancer_pool(self) -> str:
+        """The LoadBalancer pool's addresses, as lbipam.parse_pool reads them."""
+        return self.lb_pool or default_lb_pool(self.lan_cidr)
 
     def lab_plan(self, owner: str = "") -> topology.LabPlan:
         """The cluster's lab (no nodes: no lab is built). `owner`: the state directory."""
@@ -142,6 +155,38 @@ class ClusterConfig:
             return topology.plan(self.name, self.nodes, self.lan_cidr, self.backend, owner)
         except topology.TopologyError as e:
             raise StateError(f"bad cluster.json: {e}") from e
+
+
+def default_lb_pool(lan_cidr: str) -> str:
+    """The LoadBalancer pool of a cluster that chose none: LAN offsets 200..249."""
+    return str(lbipam.offsets_pool(lan_cidr, *topology.LB_POOL_OFFSETS))
+
+
+def parse_lb_pool(text: str) -> lbipam.Pool:
+    """A LoadBalancer pool, or StateError naming it when it cannot be read."""
+    try:
+        return lbipam.parse_pool(text)
+    except lbipam.PoolError as e:
+        raise StateError(f"invalid LoadBalancer pool {text!r}: {e}") from None
+
+
+def check_lb_pool(text: str, lan_cidr: str, nodes: int) -> str:
+    """The pool `text` written canonically, or StateError naming it when it cannot serve the
+    LAN `lan_cidr` of a cluster with `nodes` nodes: every address must be IPv4, inside the LAN,
+    and none the external host's or a node's. (A LAN that is itself bad is reported by
+    topology.problems; only the pool's syntax is checked then.)"""
+    pool = parse_lb_pool(text)
+    try:
+        ipaddress.IPv4Network(lan_cidr)
+    except ValueError:
+        return str(pool)
+    reserved = {topology.external_address(lan_cidr): "the external host's address"}
+    for i in range(1, nodes + 1):
+        reserved[topology.node_address(lan_cidr, i)] = f"node-{i}'s address"
+    errs = lbipam.pool_problems(pool, lan_cidr, reserved)
+    if errs:
+        raise StateError(f"invalid LoadBalancer pool {text!r}: {'; '.join(errs)}")
+    return str(pool)
 
 
 @dataclass(frozen=True)
@@ -421,6 +466,7 @@ class LabSettings:
     lan_cidr: str | None = None
     cni: str | None = None
     node_cidr_mask: int | None = None
+    lb_pool: str | None = None  # LoadBalancer pool, as lbipam.parse_pool reads it
 
     def changes(self, config: ClusterConfig) -> list[str]:
         """How these settings differ from an existing cluster's, worded for an error."""
@@ -435,6 +481,9 @@ class LabSettings:
             out.append(f"CNI {config.cni}")
         if self.node_cidr_mask is not None and self.node_cidr_mask != config.node_cidr_mask:
             out.append(f"/{config.node_cidr_mask} pod CIDRs")
+        if self.lb_pool is not None and (parse_lb_pool(self.lb_pool)
+                                         != parse_lb_pool(config.load_balancer_pool)):
+            out.append(f"LoadBalancer pool {config.load_balancer_pool}")
         return out
 
 
@@ -465,6 +514,12 @@ def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None,
                     f"{config.cluster_cidr}) and /30, not /{config.node_cidr_mask}")
     if config.cni not in CNI_PLUGINS:
         errs.append(f"cni must be one of {', '.join(CNI_PLUGINS)}, not {config.cni!r}")
+    if lab.lb_pool is not None:
+        try:
+            config = replace(config, lb_pool=check_lb_pool(lab.lb_pool, config.lan_cidr,
+                                                           config.nodes))
+        except StateError as e:
+            errs.append(str(e))
     if errs:
         raise StateError("; ".join(errs))
     if not port:

@@ -1,7 +1,7 @@
 """`podnet server --state-dir DIR`: the API server of one cluster.
 
-It reads DIR/cluster.json (address, port, ranges), DIR/token and DIR/pki, keeps its data in
-DIR/store.db, and serves HTTPS until SIGTERM or SIGINT.
+It reads DIR/cluster.json (address, port, ranges, LoadBalancer pool), DIR/token and DIR/pki,
+keeps its data in DIR/store.db, and serves HTTPS until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from aiohttp import web
 
 from podnet import daemon
 from podnet.api.allocation import Ranges
+from podnet.cluster.state import ClusterConfig, parse_lb_pool
 from podnet.server.controllers.compaction import compact_forever
 from podnet.server.controllers.endpointslice import EndpointSliceController
+from podnet.server.controllers.loadbalancer import LoadBalancerController
 from podnet.server.controllers.namespace import NamespaceController
 from podnet.server.controllers.nodeipam import NodeIpamController
 from podnet.server.controllers.scheduler import Scheduler
@@ -53,6 +55,7 @@ async def serve(args: argparse.Namespace) -> None:
     bind, port = config.get("bind", "127.0.0.1"), int(config["port"])
     ranges = Ranges.parse(config.get("service_cidr", "10.96.0.0/12"),
                           config.get("node_port_range", "30000-32767"))
+    lb_pool = parse_lb_pool(ClusterConfig.from_dict(config).load_balancer_pool)
     store = SqliteStore(state / "store.db")
     registry = Registry(store, ranges)
     await registry.start()
@@ -72,7 +75,8 @@ async def serve(args: argparse.Namespace) -> None:
                  registry, config.get("cluster_cidr", "10.244.0.0/16"),
                  int(config.get("node_cidr_mask", 24))).run()),
              asyncio.create_task(Scheduler(registry).run()),
-             asyncio.create_task(EndpointSliceController(registry).run())]
+             asyncio.create_task(EndpointSliceController(registry).run()),
+             asyncio.create_task(LoadBalancerController(registry, lb_pool).run())]
     # What start-up allocated lives as long as the server: keep it out of the collector's
     # full passes, which otherwise show up as latency spikes.
     gc.collect()
