@@ -169,11 +169,12 @@ class Agent:
     def _start_proxy(self) -> None:
         """The service proxy: its own reflectors on Services and EndpointSlices; its first
         (full) sync waits until both are listed."""
-        from podnet.proxy import model, proxier, render
+        from podnet.proxy import model, parts, proxier, render
 
         config = self.state.load()
-        node = model.NodeInfo(self.node, config.service_cidr, config.cluster_cidr)
-        self.proxier = proxier.Proxier(self.ns, render.Table.for_node(self.cluster, node), node)
+        node = model.NodeInfo(self.node, config.service_cidr, config.cluster_cidr, self.ip)
+        self.proxier = proxier.Proxier(self.ns, render.Table.for_node(self.cluster, node), node,
+                                       parts.NodeSide(self.ns, self.ip))
         services = Reflector(self.client, SERVICES, None, self.proxier.on_service)
         slices = Reflector(self.client, SLICES, None, self.proxier.on_slice)
         listed = asyncio.Event()
@@ -181,6 +182,8 @@ class Agent:
         async def both_listed() -> None:
             await services.synced.wait()
             await slices.synced.wait()
+            if self.nodes is not None:
+                await self.nodes.synced.wait()
             listed.set()
 
         for coro in (services.run(), slices.run(), both_listed(), self.proxier.run(listed)):
@@ -241,8 +244,10 @@ class Agent:
                                                message=f"network plugin is not ready: {e}")
                 await asyncio.sleep(2)
 
-    def _node_event(self, _kind: str, _obj: Obj) -> None:
+    def _node_event(self, kind: str, obj: Obj) -> None:
         self.routes_dirty.set()
+        if self.proxier is not None:
+            self.proxier.on_node(kind, obj)
 
     async def _routes_loop(self) -> None:
         while True:

@@ -5,6 +5,12 @@ lets a burst settle (`COALESCE`), recompiles the dirty Services from the cached 
 applies the element diff against the Ruleset it last applied, kept in memory; the table is
 never read back. The first sync, and the one after any failure, is a full sync that replaces
 the table in one transaction, so nothing stale survives a restart of the agent.
+
+After the table, the node-side parts follow the same objects: the UDP conntrack entries of
+endpoints a Service stopped using are cleared, healthCheckNodePorts answer for the
+externalTrafficPolicy Local Services, and this node answers ARP for the LoadBalancer IPs the
+shared choice (podnet.proxy.announce) gives it. Their failures are logged and retried; they
+never force a full sync of the table.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from podnet.proxy import model, nft, render
 
@@ -24,18 +30,39 @@ COALESCE = 0.01  # seconds a sync waits for more changes after the first
 RETRY = 1.0
 
 
+class NodeParts(Protocol):
+    """What the loop drives besides the table (podnet.proxy.speaker, healthcheck, conntrack,
+    announce); the agent supplies them, tests may leave them out."""
+
+    async def clear_udp(self, flows: set[tuple[str, int, str | None]]) -> None: ...
+
+    async def health(self, ports: dict[int, tuple[str, str, int]]) -> None: ...
+
+    async def announce(self, ips: set[str]) -> None: ...
+
+    def announcers(self, services: list[Obj], slices: list[Obj],
+                   nodes: list[Obj]) -> dict[str, str]: ...
+
+
 class Proxier:
-    def __init__(self, ns: str, table: render.Table, node: model.NodeInfo) -> None:
+    def __init__(self, ns: str, table: render.Table, node: model.NodeInfo,
+                 parts: NodeParts | None = None) -> None:
         self.ns = ns
         self.table = table
         self.node = node
+        self.parts = parts
         self.services: dict[Key, Obj] = {}
         self.slices: dict[Key, dict[str, Obj]] = {}
         self.slice_owner: dict[str, Key] = {}  # slice uid -> the Service it was filed under
+        self.nodes: dict[str, Obj] = {}
         self.dirty: set[Key] = set()
         self.full_needed = True
+        self.parts_dirty = True
         self.wake = asyncio.Event()
         self.ruleset = model.Ruleset()
+        self.health: dict[Key, dict[int, tuple[str, str, int]]] = {}
+        self.balanced: set[Key] = set()  # LoadBalancer Services (announcements)
+        self.flows: set[tuple[str, int, str | None]] = set()  # UDP conntrack to clear
         self.syncs = 0
         self.last_sync: float = 0.0
 
@@ -60,6 +87,15 @@ class Proxier:
             self.slices.setdefault(key, {})[uid] = endpoint_slice
             self.slice_owner[uid] = key
             self._mark(key)
+
+    def on_node(self, kind: str, node: Obj) -> None:
+        name = str(node.get("metadata", {}).get("name") or "")
+        if kind == "DELETED":
+            self.nodes.pop(name, None)
+        else:
+            self.nodes[name] = node
+        self.parts_dirty = True
+        self.wake.set()
 
     def _mark(self, key: Key) -> None:
         self.dirty.add(key)
@@ -90,6 +126,16 @@ class Proxier:
                 self.full_needed = True
                 await asyncio.sleep(RETRY)
                 self.wake.set()
+                continue
+            try:
+                await self.sync_parts()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("proxy: node-side sync failed; retrying")
+                self.parts_dirty = True
+                await asyncio.sleep(RETRY)
+                self.wake.set()
 
     def _compile(self, key: Key) -> model.ServiceRules | None:
         svc = self.services.get(key)
@@ -100,26 +146,74 @@ class Proxier:
     async def sync(self) -> None:
         started = time.monotonic()
         dirty, self.dirty = self.dirty, set()
+        flows: set[tuple[str, int, str | None]] = set()
         if self.full_needed:
             ruleset = model.Ruleset.of(
                 (k, model.compile_service(svc, self.slices.get(k, {}).values(), self.node))
                 for k, svc in self.services.items())
             await nft.apply(self.ns, render.full(self.table, ruleset))
             self.ruleset, self.full_needed = ruleset, False
+            dirty = set(self.services) | set(self.health) | self.balanced
             what = f"full sync, {len(ruleset.services)} services"
         else:
             ruleset = self.ruleset.copy()
-            delta = ruleset.update({k: self._compile(k) for k in dirty})
+            compiled = {k: self._compile(k) for k in dirty}
+            delta = ruleset.update(compiled)
             script = render.incremental(self.table, delta)
-            if not script:
-                return
-            try:
-                await nft.apply(self.ns, script)
-            except Exception:
-                self.dirty |= dirty
-                raise
+            for k, new in compiled.items():
+                flows |= model.stale_udp(self.ruleset.services.get(k, model.EMPTY),
+                                         new or model.EMPTY)
+            if script:
+                try:
+                    await nft.apply(self.ns, script)
+                except Exception:
+                    self.dirty |= dirty
+                    raise
             self.ruleset = ruleset
             what = f"{len(dirty)} services changed"
+        self._note_parts(dirty, flows)
         self.syncs += 1
         self.last_sync = time.monotonic()
         log.info("proxy: %s in %.1f ms", what, (self.last_sync - started) * 1000)
+
+    # -- what the node does besides the table ------------------------------------------------
+
+    def _note_parts(self, dirty: set[Key], flows: set[tuple[str, int, str | None]]) -> None:
+        """Record what the node-side parts must follow for the Services that changed."""
+        for key in dirty:
+            svc = self.services.get(key)
+            spec = (svc or {}).get("spec") or {}
+            ports = model.health_check_ports([svc], self.slices.get(key, {}).values(),
+                                             self.node) if svc else {}
+            if ports and self.health.get(key) != ports:
+                self.health[key] = ports
+                self.parts_dirty = True
+            elif not ports and self.health.pop(key, None) is not None:
+                self.parts_dirty = True
+            if spec.get("type") == "LoadBalancer":
+                self.balanced.add(key)
+                self.parts_dirty = True
+            elif key in self.balanced:
+                self.balanced.discard(key)
+                self.parts_dirty = True
+        self.flows |= flows
+        if self.flows:
+            self.parts_dirty = True
+
+    async def sync_parts(self) -> None:
+        if self.parts is None or not self.parts_dirty:
+            return
+        self.parts_dirty = False
+        flows, self.flows = self.flows, set()
+        if flows:
+            try:
+                await self.parts.clear_udp(flows)
+            except Exception:
+                self.flows |= flows
+                raise
+        await self.parts.health({p: v for ports in self.health.values()
+                                 for p, v in ports.items()})
+        balanced = [self.services[k] for k in sorted(self.balanced) if k in self.services]
+        slices = [s for k in self.balanced for s in self.slices.get(k, {}).values()]
+        chosen = self.parts.announcers(balanced, slices, list(self.nodes.values()))
+        await self.parts.announce({ip for ip, node in chosen.items() if node == self.node.name})

@@ -208,14 +208,16 @@ def test_node_port_reaches_endpoints_through_every_node_from_outside(make_lab):
     wait_for("2 ready endpoints", lambda: len(ready_endpoints(lab, "np")) == 2)
 
     def np_elements(node: str) -> list[Any]:
-        """The node-port sets' and map's elements that mention the node port (one listing:
-        the proxy may delete a set between two)."""
+        """The elements of the table's sets and maps that hold the node's node-port key
+        (one listing: the proxy may delete a set between two)."""
+        node_ip = f"172.18.0.{10 + int(node.rsplit('-', 1)[1])}"
         out = subprocess.run(["ip", "netns", "exec", names.node_netns(lab.name, node), "nft",
                               "-j", "list", "table", "ip", f"podnet-{lab.name}"],
                              capture_output=True, text=True, check=True)
-        return [e for item in json.loads(out.stdout)["nftables"] for kind in ("set", "map")
-                if kind in item and item[kind]["name"].startswith("np-")
-                for e in item[kind].get("elem", []) if mentions(e, str(node_port))]
+        return [(item[kind]["name"], e) for item in json.loads(out.stdout)["nftables"]
+                for kind in ("set", "map") if kind in item
+                for e in item[kind].get("elem", [])
+                if mentions(e, node_ip) and mentions(e, str(node_port))]
 
     def table(node: str) -> str:
         return subprocess.run(["ip", "netns", "exec", names.node_netns(lab.name, node), "nft",
@@ -223,9 +225,10 @@ def test_node_port_reaches_endpoints_through_every_node_from_outside(make_lab):
                               capture_output=True, text=True, check=True).stdout
 
     for node in ("node-1", "node-2"):
-        wait_for(f"2 node-port endpoints on {node}", lambda node=node: sum(
-            mentions(e, str(node_port)) for e in elements(lab, node, "np-eps", "map")) == 2)
-        assert len(np_elements(node)) == 3  # np-eps' two and np-n2's one
+        wait_for(f"2 node-port endpoints on {node}",
+                 lambda node=node: [n for n, _ in np_elements(node)].count("eps") == 2)
+        # eps' two, svc-n2's one, and masq-keys' one (policy Cluster: masqueraded)
+        assert sorted(n for n, _ in np_elements(node)) == ["eps", "eps", "masq-keys", "svc-n2"]
 
     # From the external host, through each node's LAN IP: both endpoints answer, and they
     # see the node (masqueraded), not the external host.
