@@ -33,7 +33,8 @@ process group to `<name>.pid`, waits for it, kills whatever is left in that grou
 the exit status (128+N for signal N) to `<name>.exit`, whose mtime is the finish time. So the
 exit code survives the agent being killed: a restarted agent finds the shim (it is no longer
 the agent's child) through a pidfd (os.pidfd_open), then reads the file. Stopping a container
-is SIGTERM to its process group, then SIGKILL after the grace period. A container without
+is its preStop hook (podnet.runtime.hooks), then SIGTERM to its process group, then SIGKILL
+when the grace period is over. A container without
 `command` runs podnet's echo server (`echo.py`, compiled once into `<node state>/echo.pyc` so
 that each start skips compiling it) on its declared ports.
 

@@ -5,9 +5,17 @@ gone from the API, and receives status (`on_status`), events (`on_event`) and "t
 (`on_gone`) through callbacks. Each pod has one worker task that owns it: it creates the
 sandbox (network namespace and pause, CNI ADD), starts and restarts containers as
 podnet.runtime.status plans, runs their probes (podnet.runtime.prober: a container that fails
-its liveness or startup probe is killed, then restarted per the restartPolicy), reports status
-when it changes, and tears everything down when the pod is deleted. Process exits arrive
-through pidfds; nothing polls.
+its liveness or startup probe is killed, then restarted per the restartPolicy), runs their
+lifecycle hooks (podnet.runtime.hooks: postStart before a container counts as started, preStop
+before SIGTERM, within the grace period), reports status when it changes, and terminates the
+pod when it is deleted. Process exits arrive through pidfds; nothing polls.
+
+A deleted pod terminates as kubelet terminates one: every container is stopped at once (preStop,
+SIGTERM, SIGKILL at the end of the grace period); liveness and startup probes stop but readiness
+probes go on, and the status keeps being reported, so the pod stays Ready (its endpoints
+serving and terminating) for as long as its readiness says and its containers run. Once nothing
+runs, the last status goes out (a terminal phase), then the sandbox and the pod's files go and
+`on_gone` tells the agent, which deletes the pod for good.
 
 Everything a worker knows is also in `<node state>/pods/<uid>/state.json`, written after each
 change, so `start()` of a new PodManager (after the agent was killed) adopts the pods that are
@@ -39,6 +47,7 @@ from podnet.runtime import (
     containers,
     dnsconfig,
     exec_argv,
+    hooks,
     known_pod_uids,
     pod_dir,
     probes,
@@ -55,6 +64,7 @@ SANDBOX_RETRY_MAX = 10.0
 CNI_TIMEOUT = 120.0
 DEFAULT_GRACE = 30
 FORGOTTEN_GRACE = 1
+FINAL_STATUS_WAIT = 5.0  # how long a deleted pod's last status may take before it goes
 # kubelet's words for a container whose end nobody saw
 LOST = {"reason": "ContainerStatusUnknown",
         "message": "The container could not be located when the pod was terminated"}
@@ -250,6 +260,8 @@ class PodWorker:
         self.probers: dict[str, ContainerProbes] = {}
         self.probe_seeds: dict[str, Any] = {}  # probe results remembered across agent restarts
         self.stop_grace: dict[str, int] = {}  # a liveness kill's own grace period
+        self.post_starts: dict[str, asyncio.Task[None]] = {}  # postStart hooks running
+        self.unstarted: set[str] = set()  # running, but their postStart has not succeeded
         self.event_budget = probes.EventBudget()
         self.wanted_status: dict[str, Any] | None = None
         self.sent_status: dict[str, Any] | None = None
@@ -316,7 +328,7 @@ class PodWorker:
         for watch in self.watches.values():
             watch.close()
         self.watches.clear()
-        tasks: list[asyncio.Future[Any]] = [*self.stopping.values()]
+        tasks: list[asyncio.Future[Any]] = [*self.stopping.values(), *self.post_starts.values()]
         for prober in self.probers.values():
             tasks += prober.stop()
         tasks += [t for t in (self.sender, self.task) if t is not None]
@@ -416,8 +428,7 @@ class PodWorker:
 
     async def step(self) -> float | None:
         if self.deleting():
-            await self.teardown()
-            return None
+            return await self.terminate()
         if self.orphan:
             return None  # found on disk without its pod: wait for sync() or forget()
         if self.sandbox is not None and self.sandbox.get("ready") and not self.pause_alive():
@@ -434,10 +445,12 @@ class PodWorker:
                            sandbox=self.generation, health=self.health())
             for name in plan.stop:
                 self.stop_container(name)
-            if not plan.start:
-                break
+            if not plan.start or self.post_start_running():
+                break  # kubelet starts nothing else while a postStart hook runs
             for name in plan.start:
                 self.start_container(name)
+                if self.post_start_running():
+                    break
         if self.dirty:
             self.persist()
         self.announce_backoffs()
@@ -639,14 +652,104 @@ class PodWorker:
         pid = containers.spawn(self.dir, name, int(sb["pausePid"]), argv, env,
                                str(c.get("workingDir") or "/"))
         start = proc_start_time(pid) or 0
-        self.records[name] = st.started(rec, now, containers.container_id(self.uid, name, run),
-                                        self.generation)
+        cid = containers.container_id(self.uid, name, run)
+        self.records[name] = st.started(rec, now, cid, self.generation)
         self.shims[name] = (pid, start)
         self.dirty = True
         self.watch_shim(name, pid, start)
         self.event("Normal", "Created", f"Created container: {name}")
         self.event("Normal", "Started", f"Started container {name}")
-        self.start_probes(name)
+        hook = hooks.parse(c, hooks.POST_START, ips[0] if ips else "")
+        if hook is None:
+            self.start_probes(name)
+            return
+        self.unstarted.add(name)
+        task = asyncio.ensure_future(self._post_start(name, cid, hook))
+        self.post_starts[name] = task
+        task.add_done_callback(lambda t: self._post_start_done(name, t))
+
+    # -- lifecycle hooks -------------------------------------------------------------------------
+
+    def hook_env(self, c: Mapping[str, Any]) -> dict[str, str]:
+        """The environment a probe's or hook's command runs with: the container's."""
+        ips = [str(ip) for ip in (self.sandbox or {}).get("ips") or []]
+        try:
+            hostname = self.hostname()
+        except ValueError:
+            hostname = self.name
+        return containers.container_env(self.pod, c, hostname=hostname, pod_ips=ips,
+                                        host_ip=self.m.node_ip)
+
+    async def perform_hook(self, name: str, hook: hooks.Hook) -> str | None:
+        """Run a container's hook; None when it succeeded, else why it failed."""
+        try:
+            c = self.container_spec(name)
+            return await self.m.prober.run_hook(
+                hook.action, exec_prefix=lambda: exec_argv(self.m.state_dir, self.uid, name),
+                env=self.hook_env(c))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return str(e) or type(e).__name__
+
+    def hook_failed(self, name: str, hook: hooks.Hook, error: str) -> None:
+        log.warning("pod %s/%s: %s", self.namespace, self.name,
+                    hooks.failure_message(hook, name, st.pod_ref(self.pod), error))
+        self.event("Warning", *hooks.failed_event(hook.kind))
+
+    def post_start_running(self) -> bool:
+        return any(not t.done() for t in self.post_starts.values())
+
+    async def _post_start(self, name: str, container_id: str, hook: hooks.Hook) -> None:
+        """The container's postStart hook: once it succeeds the container counts as started
+        (probes begin); if it fails, the container is killed."""
+        error = await self.perform_hook(name, hook)
+        rec = self.records.get(name)
+        if rec is None or rec.current is None or not rec.current.running or \
+                rec.current.container_id != container_id:
+            return
+        if error is None:
+            self.unstarted.discard(name)
+            self.dirty = True
+            if not self.deleting():
+                self.start_probes(name)
+        else:
+            self.hook_failed(name, hook, error)
+            self.stop_container(name, hooks.POST_START_KILL_MESSAGE)
+        self.wake.set()
+
+    def _post_start_done(self, name: str, task: asyncio.Task[None]) -> None:
+        if self.post_starts.get(name) is task:
+            del self.post_starts[name]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pod %s: postStart of %s: %r", self.uid, name, task.exception())
+        self.wake.set()
+
+    def cancel_post_start(self, name: str) -> None:
+        task = self.post_starts.pop(name, None)
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def run_pre_stop(self, name: str, hook: hooks.Hook, began: float) -> None:
+        """Run the preStop hook until it ends or the grace period (looked up as it goes, so
+        that a shorter one given later applies) is over, whichever comes first."""
+        task = asyncio.ensure_future(self.perform_hook(name, hook))
+        try:
+            while not task.done():
+                left = hooks.hook_deadline(began, self.grace_period(name)) - time.monotonic()
+                if left <= 0:
+                    log.info("pod %s/%s: preStop hook of %s not completed in the grace period",
+                             self.namespace, self.name, name)
+                    break
+                await asyncio.wait({task}, timeout=min(left, 0.5))
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)  # kills an exec hook's processes
+        if task.done() and not task.cancelled():
+            error = task.result()
+            if error is not None:
+                self.hook_failed(name, hook, error)
 
     # -- probes ----------------------------------------------------------------------------------
 
@@ -668,12 +771,7 @@ class PodWorker:
         seed = self.probe_seeds.pop(name, None)
         results = seed.get("results") if isinstance(seed, dict) and seed.get(
             "containerID") == run.container_id else None
-        try:
-            hostname = self.hostname()
-        except ValueError:
-            hostname = self.name
-        env = containers.container_env(self.pod, c, hostname=hostname, pod_ips=ips,
-                                       host_ip=self.m.node_ip)
+        env = self.hook_env(c)
         prober = ContainerProbes(
             self.m.prober, container=c, container_id=run.container_id,
             started_at=run.started_at, pod_ip=ips[0] if ips else "",
@@ -700,7 +798,14 @@ class PodWorker:
             self.event("Warning", "Unhealthy", message)
 
     def health(self) -> dict[str, st.Health]:
-        return {name: prober.health() for name, prober in self.probers.items()}
+        """What the probes say; a container whose postStart hook has not succeeded has not
+        started (so that a sidecar holds the next init container back meanwhile)."""
+        out = {name: prober.health() for name, prober in self.probers.items()}
+        for name in self.unstarted:
+            rec = self.records.get(name)
+            if rec is not None and rec.current is not None:
+                out[name] = st.Health(rec.current.container_id, started=False, ready=False)
+        return out
 
     def kill_unhealthy(self) -> None:
         """Kill the containers whose liveness or startup probe failed (restarted afterwards
@@ -746,6 +851,8 @@ class PodWorker:
         del self.shims[name]
         self.watches.pop(name, None)
         self.stop_probes(name)
+        self.cancel_post_start(name)
+        self.unstarted.discard(name)
         self.stop_grace.pop(name, None)
         event = self.exit_events.pop(name, None)
         if event is not None:
@@ -781,15 +888,31 @@ class PodWorker:
         self.event("Normal", "Killing", message or f"Stopping container {name}")
         task = asyncio.ensure_future(self._stop(name, time.monotonic()))
         self.stopping[name] = task
-        task.add_done_callback(lambda _: self.stopping.pop(name, None))
+        task.add_done_callback(lambda t: self._stopped(name, t))
+
+    def _stopped(self, name: str, task: asyncio.Task[None]) -> None:
+        if self.stopping.get(name) is task:
+            del self.stopping[name]
+        self.wake.set()
 
     async def _stop(self, name: str, began: float) -> None:
-        """SIGTERM to the container's process group; SIGKILL once the grace period is over.
-        Only the run being stopped: a new run started once it ended is left alone."""
+        """The preStop hook if the container has one (and the grace period is above 0),
+        then SIGTERM to the container's process group; SIGKILL once the grace period is
+        over (hooks.kill_at). Only the run being stopped: a new run started once it ended is
+        left alone."""
         sent_term = False
         target = self.shims.get(name)
+        if target is None:
+            return
+        self.cancel_post_start(name)
+        hook_end: float | None = None
+        hook = self.hook(name, hooks.PRE_STOP)
+        if hook is not None and hooks.runs_pre_stop(self.grace_period(name)) and \
+                self.pause_alive():
+            await self.run_pre_stop(name, hook, began)
+            hook_end = time.monotonic()
         while target is not None and self.shims.get(name) == target:
-            deadline = began + self.grace_period(name)
+            deadline = hooks.kill_at(began, self.grace_period(name), hook_end)
             pid, start = target
             if not alive(pid, start):
                 self.shim_exited(name, pid, start)
@@ -811,6 +934,14 @@ class PodWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(max(wait, 0.001), 0.5))
 
+    def hook(self, name: str, kind: str) -> hooks.Hook | None:
+        try:
+            c = self.container_spec(name)
+        except KeyError:
+            return None
+        ips = (self.sandbox or {}).get("ips") or []
+        return hooks.parse(c, kind, str(ips[0]) if ips else "")
+
     async def stop_all(self) -> None:
         for name in list(self.shims):
             self.stop_container(name)
@@ -819,10 +950,37 @@ class PodWorker:
 
     # -- deletion --------------------------------------------------------------------------------
 
+    async def terminate(self) -> float | None:
+        """One step of the pod's deletion. Every running container is stopped (its preStop
+        hook first); meanwhile readiness probes go on and the status is reported as it is,
+        so that the pod's endpoints turn serving=<Ready>, terminating=true. Once nothing
+        runs: the last status (a terminal phase), then the teardown."""
+        for prober in self.probers.values():
+            prober.terminating()
+        for name in list(self.shims):
+            self.stop_container(name)
+        if self.shims or self.stopping:
+            if self.dirty:
+                self.persist()
+            self.publish()
+            return None  # woken when a container ends, a probe result changes, or an update
+        await self.final_status()
+        await self.teardown()
+        return None
+
+    async def final_status(self) -> None:
+        """Report the status once nothing runs, and give it a moment to arrive."""
+        self.publish()
+        sender = self.sender
+        if sender is not None:
+            await asyncio.wait({sender}, timeout=FINAL_STATUS_WAIT)
+
     async def teardown(self) -> None:
         """Stop everything, free the sandbox and the files; then on_gone unless forgotten."""
         for name in list(self.probers):
             self.stop_probes(name)
+        for name in list(self.post_starts):
+            self.cancel_post_start(name)
         await self.stop_all()
         if self.sandbox is not None:
             await self.release_sandbox()
@@ -856,10 +1014,11 @@ class PodWorker:
                                generation=self.generation),
             node_ip=self.m.node_ip, now=time.time(), start_time=self.start_time,
             old=self.wanted_status or self.sent_status or self.api_status,
-            health=self.health()))
+            health=self.health(), terminating=self.deleting(),
+            starting=frozenset(self.unstarted)))
 
     def publish(self) -> None:
-        if self.orphan or self.deleting() or not self.heard_from_api:
+        if self.orphan or self.forgotten or not self.heard_from_api:
             return
         status = self.compute_status()
         self.wanted_status = status

@@ -14,12 +14,18 @@ Where probes come from, as kubelet does it:
   kubelet's prober) with no thread per probe.
 - exec runs the command in the pod's namespaces (podnet.runtime.exec_argv: nsenter to the
   pause process), in a session of its own, killed with its process group on timeout.
+
+Lifecycle hooks (podnet.runtime.hooks) go the same ways: `ProbeRunner.run_hook` performs an
+httpGet hook from the node's namespace (any HTTP answer is a success), an exec hook in the
+pod's namespaces with the container's environment (exit status 0), or a sleep; with no time
+limit of its own, the caller cancels it (which kills an exec hook's process group).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -33,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from podnet.kernel.setns import setns
-from podnet.runtime import probes
+from podnet.runtime import hooks, probes
 from podnet.runtime.probes import Outcome, Probe
 from podnet.runtime.sandbox import SYSTEM_PATH, reap_later
 from podnet.runtime.status import Health
@@ -145,7 +151,7 @@ def _reason(e: OSError) -> str:
 
 
 class ProbeRunner:
-    """Performs probe attempts for the pods of one node."""
+    """Performs probe attempts, and lifecycle hooks, for the pods of one node."""
 
     def __init__(self, node_netns: Path) -> None:
         self.dialer = NetnsDialer(node_netns)
@@ -195,7 +201,21 @@ class ProbeRunner:
         sock.close()
         return Outcome(probes.SUCCESS)
 
-    async def http_get(self, action: probes.HttpGet, timeout: int) -> Outcome:
+    async def http_get(self, action: probes.HttpGet, timeout: float | None) -> Outcome:
+        """A probe's GET: 200 <= status < 400 passes."""
+        try:
+            line, failure = await self.http_exchange(action, timeout)
+        except NetnsUnavailable as e:
+            return probes.errored(e.strerror or str(e))
+        if line is None:
+            return Outcome(probes.FAILURE, failure)
+        return probes.http_outcome(line, action.url)
+
+    async def http_exchange(self, action: probes.HttpGet,
+                            timeout: float | None) -> tuple[bytes | None, str]:
+        """Send the GET and read the answer's status line: (line, "") or (None, why not, as
+        Go's HTTP client words it). `timeout` None waits as long as it takes. Raises
+        NetnsUnavailable when the node's namespace cannot be entered."""
         url = action.url
         writer: asyncio.StreamWriter | None = None
         stage = "dial"
@@ -219,22 +239,24 @@ class ProbeRunner:
                         raise
                     writer.write(action.request())
                     line = await reader.readline()
-        except NetnsUnavailable as e:
-            return probes.errored(e.strerror or str(e))
+        except NetnsUnavailable:
+            raise
         except TimeoutError:
-            return Outcome(probes.FAILURE, probes.http_timeout(url))
+            return None, probes.http_timeout(url)
         except ValueError:  # a status line longer than the stream's limit
-            return Outcome(probes.FAILURE, f'Get "{url}": malformed HTTP response')
+            return None, f'Get "{url}": malformed HTTP response'
         except OSError as e:  # includes ssl.SSLError
             if stage == "dial":
                 reason = probes.dial_failure(action.hostport, _reason(e))
             else:
                 reason = _reason(e)
-            return Outcome(probes.FAILURE, f'Get "{url}": {reason}')
+            return None, f'Get "{url}": {reason}'
         finally:
             if writer is not None:
                 writer.close()
-        return probes.http_outcome(line, url)
+        if not line:
+            return None, f'Get "{url}": EOF'
+        return line, ""
 
     async def exec(self, action: probes.Exec, timeout: int, exec_prefix: ExecPrefix,
                    env: Mapping[str, str]) -> Outcome:
@@ -247,6 +269,33 @@ class ProbeRunner:
             return probes.exec_timeout(action.command)
         return probes.exec_outcome(code, out)
 
+    # -- lifecycle hooks ---------------------------------------------------------------------
+
+    async def run_hook(self, action: hooks.HookAction, *, exec_prefix: ExecPrefix,
+                       env: Mapping[str, str]) -> str | None:
+        """Perform a lifecycle hook, for as long as it takes (the caller cancels it when its
+        time is up); None when it succeeded, else why it failed. httpGet: any HTTP answer
+        will do; exec: exit status 0; sleep: always."""
+        if isinstance(action, hooks.Sleep):
+            await asyncio.sleep(action.seconds)
+            return None
+        if isinstance(action, probes.HttpGet):
+            try:
+                line, failure = await self.http_exchange(action, None)
+            except NetnsUnavailable as e:
+                return e.strerror or str(e)
+            return failure if line is None else None
+        if isinstance(action, probes.Exec):
+            try:
+                code, out = await run_command(exec_prefix() + list(action.command), env, None)
+            except (OSError, LookupError) as e:  # PodNotFound: the pause is gone
+                return f"cannot run the command in the pod: {e}"
+            if code == 0:
+                return None
+            text = out[:probes.MAX_OUTPUT].decode(errors="replace")
+            return f"command exited with {code}, message: {json.dumps(text)}"
+        return action.message
+
 
 def _killpg(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -254,9 +303,10 @@ def _killpg(pid: int) -> None:
 
 
 async def run_command(argv: list[str], env: Mapping[str, str],
-                      timeout: float) -> tuple[int | None, bytes]:
+                      timeout: float | None) -> tuple[int | None, bytes]:
     """Run a command in a session of its own; (exit status, up to 10 KiB of its stdout and
     stderr), or (None, output) when it ran out of time and its process group was killed.
+    `timeout` None: no limit. Cancelling the call kills the process group too.
 
     posix_spawn (vfork) and a pidfd, not asyncio's subprocesses: a fork of the agent costs
     more than the probe command itself."""
@@ -308,7 +358,7 @@ async def run_command(argv: list[str], env: Mapping[str, str],
         timed_out = True
         _killpg(pid)
 
-    handle = loop.call_later(timeout, expire)
+    handle = loop.call_later(timeout, expire) if timeout is not None else None
     try:
         await exited
     except BaseException:
@@ -316,7 +366,8 @@ async def run_command(argv: list[str], env: Mapping[str, str],
         reap_later(pid)
         raise
     finally:
-        handle.cancel()
+        if handle is not None:
+            handle.cancel()
         loop.remove_reader(pidfd)
         os.close(pidfd)
         read()  # what is left in the pipe; a process still holding it is not waited for
@@ -350,25 +401,43 @@ class ContainerProbes:
         self.started = asyncio.Event()
         if self.health().started:
             self.started.set()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: dict[str, asyncio.Task[None]] = {}
         self.attempts = 0
+        self.ending = False
 
     def __bool__(self) -> bool:
         return bool(self.probes)
 
     def start(self) -> None:
-        self.tasks = [asyncio.ensure_future(self._loop(kind)) for kind in self.probes]
+        self.tasks = {kind: asyncio.ensure_future(self._loop(kind)) for kind in self.probes}
 
     def stop(self) -> list[asyncio.Task[None]]:
-        for task in self.tasks:
+        for task in self.tasks.values():
             task.cancel()
-        return self.tasks
+        return list(self.tasks.values())
+
+    def terminating(self) -> None:
+        """The pod is being deleted. As kubelet's probe workers do then: liveness and startup
+        probes stop (a startup probe counts as passed), readiness goes on until the
+        container exits, so that the pod's Ready condition stays truthful meanwhile."""
+        if self.ending:
+            return
+        self.ending = True
+        for kind in (probes.LIVENESS, probes.STARTUP):
+            task = self.tasks.get(kind)
+            if task is not None:
+                task.cancel()
+        startup = self.trackers.get(probes.STARTUP)
+        if startup is not None and startup.result != probes.SUCCESS:
+            self.trackers[probes.STARTUP] = probes.tracker(probes.STARTUP, probes.SUCCESS)
+            self.started.set()
+            self.on_change()
 
     def health(self) -> Health:
         return probes.health(self.container, self.container_id, self.trackers)
 
     def failed(self) -> str | None:
-        return probes.failed(self.trackers)
+        return None if self.ending else probes.failed(self.trackers)
 
     def results(self) -> dict[str, str]:
         return {kind: t.result for kind, t in self.trackers.items()}

@@ -63,6 +63,7 @@ class HttpGet:
     port: int
     path: str                                 # the request target, starting with "/"
     headers: tuple[tuple[str, str], ...] = ()  # httpHeaders, names canonical, in order
+    user_agent: str = USER_AGENT              # kubelet's: kube-probe, or kube-lifecycle for hooks
 
     @property
     def hostport(self) -> str:
@@ -80,7 +81,7 @@ class HttpGet:
         for name, value in self.headers:
             given.setdefault(name, []).append(value)
         host = (given.pop("Host", None) or [self.hostport])[0] or self.hostport
-        user_agent = (given.pop("User-Agent", None) or [USER_AGENT])[0]
+        user_agent = (given.pop("User-Agent", None) or [self.user_agent])[0]
         accept = given.get("Accept")
         if accept is None:
             given["Accept"] = ["*/*"]
@@ -180,18 +181,25 @@ def _path(raw: object) -> str:
     return path.replace(" ", "%20")
 
 
+def http_get_action(http: Obj, container: Obj, pod_ip: str, *,
+                    user_agent: str = USER_AGENT) -> HttpGet:
+    """An httpGet handler (a probe's or a lifecycle hook's) as a request to make. Raises
+    ProbeError when its port does not resolve."""
+    scheme = str(http.get("scheme") or "HTTP").lower()
+    headers = tuple((canonical_header(str(h.get("name", ""))), str(h.get("value", "")))
+                    for h in http.get("httpHeaders") or [] if isinstance(h, Mapping))
+    return HttpGet(scheme, str(http.get("host") or pod_ip),
+                   resolve_port(http.get("port"), container), _path(http.get("path")), headers,
+                   user_agent)
+
+
 def _action(spec: Obj, container: Obj, pod_ip: str, env: Mapping[str, str]) -> Action:
     http = spec.get("httpGet")
     tcp = spec.get("tcpSocket")
     ex = spec.get("exec")
     try:
         if isinstance(http, Mapping):
-            scheme = str(http.get("scheme") or "HTTP").lower()
-            headers = tuple((canonical_header(str(h.get("name", ""))), str(h.get("value", "")))
-                            for h in http.get("httpHeaders") or [] if isinstance(h, Mapping))
-            return HttpGet(scheme, str(http.get("host") or pod_ip),
-                           resolve_port(http.get("port"), container), _path(http.get("path")),
-                           headers)
+            return http_get_action(http, container, pod_ip)
         if isinstance(tcp, Mapping):
             return TcpSocket(str(tcp.get("host") or pod_ip),
                              resolve_port(tcp.get("port"), container))

@@ -26,6 +26,13 @@ Health for the current run, a running container is started unless it has a start
 ready once started unless it has a readinessProbe. A sidecar must have started before the next
 init container runs. A run killed for failing its liveness or startup probe (`Run.killed_by`)
 is restarted unless the restartPolicy is Never, whatever its exit code.
+
+Two more inputs come from the pod worker. `starting`: containers whose process runs but whose
+postStart hook (podnet.runtime.hooks) has not finished; kubelet has not finished creating them,
+so they are reported waiting, not started and not ready. `terminating`: the pod is being
+deleted; running containers are reported as they are (Ready follows the readiness probe until
+they exit), exited ones as terminated (nothing restarts), and once nothing runs the phase is
+terminal, as kubelet reports a deleted pod before it goes.
 """
 
 from __future__ import annotations
@@ -379,9 +386,10 @@ class _Ctx:
     pod: Obj
     policy: str
     now: float
-    terminal: bool
+    terminal: bool                   # nothing restarts any more (the pod ended or is deleted)
     default_waiting: str
     health: Mapping[str, Health] | None = None
+    starting: frozenset[str] = frozenset()
 
 
 def _will_restart(c: Obj, run: Run, *, init: bool, ctx: _Ctx) -> bool:
@@ -401,6 +409,12 @@ def container_status(c: Obj, rec: Record | None, *, init: bool, ctx: _Ctx) -> di
                 "lastState": {}, "ready": False, "restartCount": 0, "image": image,
                 "imageID": "", "started": False}
     regular_init = init and not is_sidecar(c)
+    if run.running and name in ctx.starting:
+        # its postStart hook runs: kubelet has not finished creating it
+        return {"name": name, "state": {"waiting": {"reason": ctx.default_waiting}},
+                "lastState": _last_state(rec.previous), "ready": False,
+                "restartCount": rec.restart_count, "image": image, "imageID": "",
+                "started": False}
     out: dict[str, Any] = {"name": name}
     if run.running:
         out["state"] = {"running": {"startedAt": rfc3339(run.started_at)}}
@@ -641,22 +655,24 @@ class StatusInput:
     start_time: float | None = None
     old: Obj | None = None           # the status last reported (keeps transition times)
     health: Mapping[str, Health] | None = None  # what the probes say, by container name
+    terminating: bool = False        # being deleted: no restarts; once nothing runs, over
+    starting: frozenset[str] = frozenset()  # running, but their postStart hook runs still
 
 
 def pod_status(inp: StatusInput) -> dict[str, Any]:
     """The status kubelet would report for the pod."""
     pod = inp.pod
-    is_terminal = terminal(pod, inp.records, inp.sandbox.generation) and not any(
-        r.current is not None and r.current.running for r in inp.records.values())
+    is_terminal = (inp.terminating or terminal(pod, inp.records, inp.sandbox.generation)) \
+        and not any(r.current is not None and r.current.running for r in inp.records.values())
     inits = _containers(pod, "initContainers")
-    ctx = _Ctx(pod, restart_policy(pod), inp.now, is_terminal,
-               "PodInitializing" if inits else "ContainerCreating", inp.health)
+    ctx = _Ctx(pod, restart_policy(pod), inp.now, is_terminal or inp.terminating,
+               "PodInitializing" if inits else "ContainerCreating", inp.health, inp.starting)
     init_statuses = [container_status(c, inp.records.get(_name(c)), init=True, ctx=ctx)
                      for c in inits]
     statuses = sorted((container_status(c, inp.records.get(_name(c)), init=False, ctx=ctx)
                        for c in _containers(pod, "containers")), key=lambda s: str(s["name"]))
     ph = phase(pod, init_statuses, statuses, terminal=is_terminal)
-    if ph == "Succeeded" and _probe_restart_pending(pod, inp.records):
+    if ph == "Succeeded" and not inp.terminating and _probe_restart_pending(pod, inp.records):
         ph = "Running"
     by_name = {str(s["name"]): s for s in (*init_statuses, *statuses)}
     old = inp.old or {}
