@@ -13,12 +13,13 @@ The table (family ip, one per node namespace, named `podnet-<cluster>`). A key i
          hairpin        ip . ip for endpoints on this node (a pod reaching itself)
          fw-keys        LoadBalancer keys with loadBalancerSourceRanges
          fw-allow       key . source range allowed (intervals)
-  maps   eps            key . bucket -> endpoint ip . port
-         local-eps      key . bucket -> endpoint ip . port, this node's endpoints only
+  maps   eps-<proto>    key . bucket -> endpoint ip . port (one map per protocol, tcp, udp,
+                        sctp: a map typed with `tcp dport` does not DNAT UDP packets)
+         local-eps-<proto>  the same, this node's endpoints only
          affinity       key -> goto the key's own chain (sessionAffinity ClientIP)
 
-  chains services         the `affinity` jump, then one rule per svc-n<N>:
-                            key in svc-n<N> -> dnat to eps[key . (random mod N)]
+  chains services         the `affinity` jump, then per svc-n<N> one rule per protocol:
+                            key in svc-n<N> -> dnat to eps-<proto>[key . (random mod N)]
          external-local   one rule per local-n<N>, the same over local-eps; then any other
                           local key is accepted unchanged (the filter drops it)
          nat-prerouting   mark off-cluster traffic to a ClusterIP and keys in masq-keys; traffic
@@ -73,12 +74,17 @@ MASQ_MARK = 0x4000  # the bit kube-proxy uses too
 CHUNK = 1000  # elements per `add element` line
 
 KEY_TYPE = "ipv4_addr . inet_proto . inet_service"
-# The maps' key and value types, given as expressions. Written with `th dport`, nft 1.0.6 can
-# no longer add a rule using the map once the map comes from the kernel ("conflicting
-# protocols specified: ip vs. th" when it rebuilds the typeof); `tcp dport` has the same type
-# (inet_service), the map still serves UDP and SCTP, and rules can be added at any time.
-EPS_TYPEOF = ("ip daddr . meta l4proto . tcp dport . numgen random mod 1 : "
-              "ip daddr . tcp dport")
+PROTOS = ("tcp", "udp", "sctp")
+# The endpoint maps' key and value types, given as expressions, one map per protocol.
+# Written with `th dport`, nft 1.0.6 can no longer add a rule using the map once the map
+# comes from the kernel ("conflicting protocols specified: ip vs. th" when it rebuilds the
+# typeof); and a map typed with `tcp dport` matches UDP keys but its DNAT does not happen
+# (measured here: the packet goes on untranslated).
+def eps_typeof(proto: str) -> str:
+    return (f"ip daddr . meta l4proto . {proto} dport . numgen random mod 1 : "
+            f"ip daddr . {proto} dport")
+
+
 KEY = "ip daddr . meta l4proto . th dport"
 MARK = f"meta mark set meta mark | {MASQ_MARK:#x}"
 
@@ -94,8 +100,8 @@ FIXED_OBJECTS: tuple[tuple[str, str], ...] = (
     (FW_ALLOW, f"type {KEY_TYPE} . ipv4_addr\n\t\tflags interval"),
 )
 FIXED_MAPS: tuple[tuple[str, str], ...] = (
-    (EPS, f"typeof {EPS_TYPEOF}"),
-    (LOCAL_EPS, f"typeof {EPS_TYPEOF}"),
+    *((f"{EPS}-{p}", f"typeof {eps_typeof(p)}") for p in PROTOS),
+    *((f"{LOCAL_EPS}-{p}", f"typeof {eps_typeof(p)}") for p in PROTOS),
     (AFFINITY, f"type {KEY_TYPE} : verdict"),
 )
 
@@ -119,21 +125,31 @@ class Table:
 
 # --- rules -------------------------------------------------------------------------------------
 
-def dispatch_rule(obj: str) -> str:
+def dispatch_rules(obj: str) -> list[str]:
+    """One rule per protocol for a dispatch set (the protocol match gives the map lookup its
+    context)."""
     kind, n = dispatch_count(obj) or ("svc", 0)
     eps = LOCAL_EPS if kind == "local" else EPS
-    return f"{KEY} @{obj} dnat ip to {KEY} . numgen random mod {n} map @{eps}"
+    return [f"meta l4proto {p} {KEY} @{obj} dnat ip to ip daddr . meta l4proto . {p} dport . "
+            f"numgen random mod {n} map @{eps}-{p}" for p in PROTOS]
 
 
 def services_rules(dispatch: Iterable[str]) -> list[str]:
-    """The `services` chain: affinity keys to their chains, then one rule per svc-n<N>."""
+    """The `services` chain: affinity keys to their chains, then the svc-n<N> rules."""
     return [f"{KEY} vmap @{AFFINITY}",
-            *(dispatch_rule(o) for o in dispatch if (dispatch_count(o) or ("",))[0] == "svc")]
+            *(r for o in dispatch if (dispatch_count(o) or ("",))[0] == "svc"
+              for r in dispatch_rules(o))]
 
 
 def external_local_rules(dispatch: Iterable[str]) -> list[str]:
-    return [*(dispatch_rule(o) for o in dispatch if (dispatch_count(o) or ("",))[0] == "local"),
+    return [*(r for o in dispatch if (dispatch_count(o) or ("",))[0] == "local"
+              for r in dispatch_rules(o)),
             f"{KEY} @{LOCAL_KEYS} accept"]
+
+
+def table_object(obj: str, key: tuple[Any, ...]) -> str:
+    """The set or map of the table an entry lives in (endpoint maps are per protocol)."""
+    return f"{obj}-{key[1]}" if obj in (EPS, LOCAL_EPS) else obj
 
 
 def chain_rules(value: Any) -> list[str]:
@@ -244,10 +260,13 @@ def full(table: Table, rules: Ruleset) -> str:
     decls += [_chain(key[0], None, chain_rules(value)) for key, value in chains]
     lines = [f"table {table.ref}", f"delete table {table.ref}",
              f"table {table.ref} {{", *decls, *fixed_chains(table, dispatch), "}"]
-    for obj, entries in sorted(objs.items()):
+    grouped: dict[str, list[str]] = {}
+    for obj, entries in objs.items():
         if obj not in (CHAIN, TIMED_SET):
-            lines += _element_lines("add", table, obj,
-                                    (element(obj, k, v) for k, v in entries.items()))
+            for k, v in entries.items():
+                grouped.setdefault(table_object(obj, k), []).append(element(obj, k, v))
+    for name, elements in sorted(grouped.items()):
+        lines += _element_lines("add", table, name, elements)
     return "\n".join(lines) + "\n"
 
 
@@ -274,7 +293,7 @@ def incremental(table: Table, delta: Delta) -> str:
     removed: dict[str, list[str]] = {}
     for obj, key in delta.remove:
         if obj not in (CHAIN, TIMED_SET) and obj not in delta.objs_removed:
-            removed.setdefault(obj, []).append(key_element(obj, key))
+            removed.setdefault(table_object(obj, key), []).append(key_element(obj, key))
     for obj, elements in sorted(removed.items()):
         lines += _element_lines("delete", table, obj, elements)
     # endpoint chains before the affinity chains that jump to them
@@ -285,7 +304,7 @@ def incremental(table: Table, delta: Delta) -> str:
     added: dict[str, list[str]] = {}
     for obj, key, value in delta.add:
         if obj not in (CHAIN, TIMED_SET):
-            added.setdefault(obj, []).append(element(obj, key, value))
+            added.setdefault(table_object(obj, key), []).append(element(obj, key, value))
     for obj, elements in sorted(added.items()):
         lines += _element_lines("add", table, obj, elements)
     if delta.dispatch_changed:

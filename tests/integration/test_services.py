@@ -131,7 +131,7 @@ def test_cluster_ip_spreads_over_ready_endpoints_and_hairpins_and_goes_away(make
     ips = {n: pods[n]["status"]["podIP"] for n in names_}
     client_ns = names.pod_netns(lab.name, pods["client"]["metadata"]["uid"])
     wait_for("the proxy to program 3 endpoints on node-2",
-             lambda: sum(mentions(e, vip) for e in elements(lab, "node-2", "eps", "map")) == 3)
+             lambda: sum(mentions(e, vip) for e in elements(lab, "node-2", "eps-tcp", "map")) == 3)
 
     # From a pod: 300 requests, each endpoint gets its share; the pod's own IP is kept.
     got = run_in(client_ns, "http", vip, SVC_PORT, 300)
@@ -142,7 +142,7 @@ def test_cluster_ip_spreads_over_ready_endpoints_and_hairpins_and_goes_away(make
 
     # From a node (not one of the pod network: masqueraded).
     wait_for("the proxy to program 3 endpoints on node-1",
-             lambda: sum(mentions(e, vip) for e in elements(lab, "node-1", "eps", "map")) == 3)
+             lambda: sum(mentions(e, vip) for e in elements(lab, "node-1", "eps-tcp", "map")) == 3)
     got = run_in(names.node_netns(lab.name, "node-1"), "http", vip, SVC_PORT, 300)
     assert got["errors"] == {}
     assert set(got["pods"]) == set(names_), got
@@ -160,7 +160,7 @@ def test_cluster_ip_spreads_over_ready_endpoints_and_hairpins_and_goes_away(make
     lab.client.delete(lab.res("Service"), "default", "web")
     for node in ("node-1", "node-2"):
         def left(node: str = node) -> list[Any]:
-            return [e for obj, kind in (("eps", "map"), ("cluster-ips", "set"),
+            return [e for obj, kind in (("eps-tcp", "map"), ("cluster-ips", "set"),
                                         ("no-endpoints", "set"))
                     for e in elements(lab, node, obj, kind) if mentions(e, vip)]
         wait_for(f"{vip}'s elements to go on {node}", lambda left=left: not left())
@@ -226,9 +226,10 @@ def test_node_port_reaches_endpoints_through_every_node_from_outside(make_lab):
 
     for node in ("node-1", "node-2"):
         wait_for(f"2 node-port endpoints on {node}",
-                 lambda node=node: [n for n, _ in np_elements(node)].count("eps") == 2)
-        # eps' two, svc-n2's one, and masq-keys' one (policy Cluster: masqueraded)
-        assert sorted(n for n, _ in np_elements(node)) == ["eps", "eps", "masq-keys", "svc-n2"]
+                 lambda node=node: [n for n, _ in np_elements(node)].count("eps-tcp") == 2)
+        # eps-tcp's two, svc-n2's one, and masq-keys' one (policy Cluster: masqueraded)
+        assert sorted(n for n, _ in np_elements(node)) == ["eps-tcp", "eps-tcp", "masq-keys",
+                                                           "svc-n2"]
 
     # From the external host, through each node's LAN IP: both endpoints answer, and they
     # see the node (masqueraded), not the external host.

@@ -46,19 +46,35 @@ table ip podnet-c1 {
 	set svc-n2 {
 		type ipv4_addr . inet_proto . inet_service
 	}
-	map eps {
+	map eps-tcp {
 		typeof ip daddr . meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport
 	}
-	map local-eps {
+	map eps-udp {
+		typeof ip daddr . meta l4proto . udp dport . numgen random mod 1 : ip daddr . udp dport
+	}
+	map eps-sctp {
+		typeof ip daddr . meta l4proto . sctp dport . numgen random mod 1 : ip daddr . sctp dport
+	}
+	map local-eps-tcp {
 		typeof ip daddr . meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport
+	}
+	map local-eps-udp {
+		typeof ip daddr . meta l4proto . udp dport . numgen random mod 1 : ip daddr . udp dport
+	}
+	map local-eps-sctp {
+		typeof ip daddr . meta l4proto . sctp dport . numgen random mod 1 : ip daddr . sctp dport
 	}
 	map affinity {
 		type ipv4_addr . inet_proto . inet_service : verdict
 	}
 	chain services {
 		ip daddr . meta l4proto . th dport vmap @affinity
-		ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @eps
-		ip daddr . meta l4proto . th dport @svc-n2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @eps
+		meta l4proto tcp ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . tcp dport . numgen random mod 1 map @eps-tcp
+		meta l4proto udp ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . udp dport . numgen random mod 1 map @eps-udp
+		meta l4proto sctp ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . sctp dport . numgen random mod 1 map @eps-sctp
+		meta l4proto tcp ip daddr . meta l4proto . th dport @svc-n2 dnat ip to ip daddr . meta l4proto . tcp dport . numgen random mod 2 map @eps-tcp
+		meta l4proto udp ip daddr . meta l4proto . th dport @svc-n2 dnat ip to ip daddr . meta l4proto . udp dport . numgen random mod 2 map @eps-udp
+		meta l4proto sctp ip daddr . meta l4proto . th dport @svc-n2 dnat ip to ip daddr . meta l4proto . sctp dport . numgen random mod 2 map @eps-sctp
 	}
 	chain external-local {
 		ip daddr . meta l4proto . th dport @local-keys accept
@@ -122,7 +138,8 @@ table ip podnet-c1 {
 	}
 }
 add element ip podnet-c1 cluster-ips { 10.96.0.10, 10.96.0.50, 10.96.0.60 }
-add element ip podnet-c1 eps { 10.96.0.10 . tcp . 53 . 0 : 10.244.2.9 . 5353, 10.96.0.10 . udp . 53 . 0 : 10.244.2.9 . 5353, 10.96.0.50 . tcp . 80 . 0 : 10.244.1.7 . 8080, 10.96.0.50 . tcp . 80 . 1 : 10.244.2.5 . 8080 }
+add element ip podnet-c1 eps-tcp { 10.96.0.10 . tcp . 53 . 0 : 10.244.2.9 . 5353, 10.96.0.50 . tcp . 80 . 0 : 10.244.1.7 . 8080, 10.96.0.50 . tcp . 80 . 1 : 10.244.2.5 . 8080 }
+add element ip podnet-c1 eps-udp { 10.96.0.10 . udp . 53 . 0 : 10.244.2.9 . 5353 }
 add element ip podnet-c1 hairpin { 10.244.1.7 . 10.244.1.7 }
 add element ip podnet-c1 no-endpoints { 10.96.0.60 . tcp . 80 }
 add element ip podnet-c1 svc-n1 { 10.96.0.10 . tcp . 53, 10.96.0.10 . udp . 53 }
@@ -134,15 +151,19 @@ add element ip podnet-c1 svc-n2 { 10.96.0.50 . tcp . 80 }
 INCREMENTAL = """\
 add set ip podnet-c1 svc-n3 { type ipv4_addr . inet_proto . inet_service; }
 delete element ip podnet-c1 cluster-ips { 10.96.0.50 }
-delete element ip podnet-c1 eps { 10.96.0.50 . tcp . 80 . 0, 10.96.0.50 . tcp . 80 . 1 }
+delete element ip podnet-c1 eps-tcp { 10.96.0.50 . tcp . 80 . 0, 10.96.0.50 . tcp . 80 . 1 }
 delete element ip podnet-c1 hairpin { 10.244.1.7 . 10.244.1.7 }
 delete element ip podnet-c1 no-endpoints { 10.96.0.60 . tcp . 80 }
-add element ip podnet-c1 eps { 10.96.0.60 . tcp . 80 . 0 : 10.244.2.1 . 8080, 10.96.0.60 . tcp . 80 . 1 : 10.244.2.2 . 8080, 10.96.0.60 . tcp . 80 . 2 : 10.244.2.3 . 8080 }
+add element ip podnet-c1 eps-tcp { 10.96.0.60 . tcp . 80 . 0 : 10.244.2.1 . 8080, 10.96.0.60 . tcp . 80 . 1 : 10.244.2.2 . 8080, 10.96.0.60 . tcp . 80 . 2 : 10.244.2.3 . 8080 }
 add element ip podnet-c1 svc-n3 { 10.96.0.60 . tcp . 80 }
 flush chain ip podnet-c1 services
 add rule ip podnet-c1 services ip daddr . meta l4proto . th dport vmap @affinity
-add rule ip podnet-c1 services ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @eps
-add rule ip podnet-c1 services ip daddr . meta l4proto . th dport @svc-n3 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @eps
+add rule ip podnet-c1 services meta l4proto tcp ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . tcp dport . numgen random mod 1 map @eps-tcp
+add rule ip podnet-c1 services meta l4proto udp ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . udp dport . numgen random mod 1 map @eps-udp
+add rule ip podnet-c1 services meta l4proto sctp ip daddr . meta l4proto . th dport @svc-n1 dnat ip to ip daddr . meta l4proto . sctp dport . numgen random mod 1 map @eps-sctp
+add rule ip podnet-c1 services meta l4proto tcp ip daddr . meta l4proto . th dport @svc-n3 dnat ip to ip daddr . meta l4proto . tcp dport . numgen random mod 3 map @eps-tcp
+add rule ip podnet-c1 services meta l4proto udp ip daddr . meta l4proto . th dport @svc-n3 dnat ip to ip daddr . meta l4proto . udp dport . numgen random mod 3 map @eps-udp
+add rule ip podnet-c1 services meta l4proto sctp ip daddr . meta l4proto . th dport @svc-n3 dnat ip to ip daddr . meta l4proto . sctp dport . numgen random mod 3 map @eps-sctp
 flush chain ip podnet-c1 external-local
 add rule ip podnet-c1 external-local ip daddr . meta l4proto . th dport @local-keys accept
 delete set ip podnet-c1 svc-n2
@@ -175,9 +196,9 @@ def test_an_endpoint_change_is_element_operations_only():
     delta = rules.update({("default", "web"): model.compile_service(
         SERVICES[0], [slc("web", ep("10.244.2.5"), ep("10.244.2.8"))], NODE)})
     assert render.incremental(TABLE, delta) == (
-        "delete element ip podnet-c1 eps { 10.96.0.50 . tcp . 80 . 0, 10.96.0.50 . tcp . 80 . 1 }\n"
+        "delete element ip podnet-c1 eps-tcp { 10.96.0.50 . tcp . 80 . 0, 10.96.0.50 . tcp . 80 . 1 }\n"
         "delete element ip podnet-c1 hairpin { 10.244.1.7 . 10.244.1.7 }\n"
-        "add element ip podnet-c1 eps { 10.96.0.50 . tcp . 80 . 0 : 10.244.2.5 . 8080, "
+        "add element ip podnet-c1 eps-tcp { 10.96.0.50 . tcp . 80 . 0 : 10.244.2.5 . 8080, "
         "10.96.0.50 . tcp . 80 . 1 : 10.244.2.8 . 8080 }\n")
 
 
