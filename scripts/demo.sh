@@ -38,6 +38,35 @@ echo
 echo "No one set routes by hand: the CNI plugin gave each pod a veth and a /32 route on its"
 echo "node, and the agents route each node's pod CIDR via that node (host-gw):"
 show $PODNET exec "node/$CLIENT_NODE" -- ip route
+
+K="$KUBECTL --kubeconfig $($PODNET kubeconfig)"
+WEB_VIP=$($K get svc -n demo web -o jsonpath='{.spec.clusterIP}')
+printf '\nwaiting for the LoadBalancer address'
+LB_IP=
+for _ in $(seq 100); do
+    LB_IP=$($K get svc -n demo web-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+    [ -n "$LB_IP" ] && break
+    printf .; sleep 0.2
+done
+echo
+echo
+echo "Services: a stable virtual IP in front of the pods. The Service web ($WEB_VIP) spreads"
+echo "the client's requests over the three web pods (the kernel picks one per connection):"
+show $PODNET get svc -n demo
+for _ in 1 2 3 4 5 6; do
+    $PODNET exec -n demo client -- curl -s "http://$WEB_VIP/" | grep -o '"pod": "[^"]*"'
+done
+echo
+echo "From outside the cluster: the external host (172.18.0.2) reaches the NodePort through any"
+echo "node (policy Cluster: masqueraded, the pod sees the node's address), and the LoadBalancer"
+echo "address $LB_IP, which one node announces on the LAN; web-lb has externalTrafficPolicy"
+echo "Local: only nodes with a web pod serve it, and the pod sees the external host's own address."
+show $PODNET exec external -- curl -s "http://172.18.0.11:30080/"
+echo
+show $PODNET exec external -- curl -s "http://$LB_IP/"
+echo
+echo "It is all one nftables table per node, in sets and maps (here the ClusterIPs):"
+show $PODNET exec "node/$CLIENT_NODE" -- nft list set ip "podnet-${PODNET_CLUSTER:-podnet}" cluster-ips
 echo
 echo "The cluster is running; the real kubectl works against it:"
 echo "  export KUBECONFIG=\$($PODNET kubeconfig)"

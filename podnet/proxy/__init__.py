@@ -24,10 +24,10 @@ external IP with a port. The packet's path through the node's hooks (priorities 
         │   off-cluster source to a ClusterIP -> mark         │   (same, and keys in
         │   key in masq-keys (policy Cluster) -> mark         │    local-keys -> mark)
         │   source outside the pod network -> external-local: │
-        │     key in local-n<N> -> dnat to local-eps[key.(random mod N)]
+        │     key in local-n<N> -> dnat to local-eps-<proto>[key.(random mod N)]
         │     other key in local-keys -> accept (no local endpoint: the filter drops it)
         │   services: key in affinity -> goto its chain (remembered client -> its endpoint)
-        │     key in svc-n<N> -> dnat to eps[key.(random mod N)]
+        │     key in svc-n<N> -> dnat to eps-<proto>[key.(random mod N)]
   prerouting [-90 filter] mark-hairpin                        │
         │   DNATed and source == new destination -> mark      │
         ├──────────────► input [-10] check                    │
