@@ -11,7 +11,7 @@ PODNET  := $(BIN)/podnet
 KUBECTL := $(BIN)/kubectl
 PYTEST  := $(BIN)/pytest
 
-.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy clean
+.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy bench-nft bench-services clean
 
 help:
 	@echo "make install      system packages and $(VENV) (idempotent)"
@@ -21,6 +21,8 @@ help:
 	@echo "make bench        the control-plane benchmark (bench/README.md)"
 	@echo "make bench-net    the pod network's benchmarks: CNI, pods/s, podnet up (root)"
 	@echo "make bench-proxy  the service proxy's benchmark: 10,000 Services (root)"
+	@echo "make bench-nft    one nft transaction: in-process (libnftables) vs an nft process (root)"
+	@echo "make bench-services  Services on a live 2-node lab: 10 vs 10,000, ClusterIP vs pod IP (root)"
 	@echo "make clean        remove caches and build leftovers (not $(VENV), not clusters)"
 
 install:
@@ -66,6 +68,17 @@ bench-net: bench-cni bench-pods bench-up
 # The service proxy's benchmark (bench/README.md): full sync and one change at 10,000 Services.
 bench-proxy: install
 	@$(BIN)/python -m bench.proxy_bench --wait-quiet 10 --json .benchmarks/proxy_bench.json $(BENCH_ARGS)
+
+# One nft transaction's latency, in-process against `ip netns exec … nft -f -` (bench/README.md).
+bench-nft: install
+	@$(BIN)/python -m bench.nft_apply_bench --wait-quiet 10 --json .benchmarks/nft_apply_bench.json $(BENCH_ARGS)
+
+# Services on a live lab (bench/README.md): first-connect latency at 10 vs 10,000 Services, and
+# connection rate and throughput through a ClusterIP vs the pod IP. Needs iperf3 and wrk, which
+# bench/install-tools.sh installs (benchmark-only: not part of `make install`).
+bench-services: install
+	@bench/install-tools.sh
+	@$(BIN)/python -m bench.service_bench --wait-quiet 10 --json .benchmarks/service_bench.json $(BENCH_ARGS)
 
 clean:
 	@rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build ./*.egg-info

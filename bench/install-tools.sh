@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The benchmark-only tools, from Debian: iperf3 (throughput) and wrk (HTTP, new connections
+# per request) for bench/service_bench.py. Not part of scripts/install.sh: `make test` and the
+# cluster itself never need them. Idempotent and quiet; installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(iperf3 wrk)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+echo "install-tools: installing ${missing[*]}" >&2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >"$log" 2>&1; then
+    # The package lists may be missing or stale: update them once and try again.
+    if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+           && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+              --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "install-tools: error: could not install ${missing[*]}" >&2
+        exit 1
+    fi
+fi
