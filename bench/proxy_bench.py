@@ -113,8 +113,13 @@ def changed_slice(i: int, eps: int) -> Obj:
 
 def element_counts(ruleset: model.Ruleset) -> dict[str, int]:
     """Elements per set or map, named as in the table (affinity chains aside)."""
-    return {obj: len(entries) for obj, entries in sorted(ruleset.by_object().items())
-            if obj not in (model.CHAIN, model.TIMED_SET) and entries}
+    out: dict[str, int] = {}
+    for obj, entries in ruleset.by_object().items():
+        if obj not in (model.CHAIN, model.TIMED_SET):
+            for key in entries:
+                name = render.table_object(obj, key)
+                out[name] = out.get(name, 0) + 1
+    return dict(sorted(out.items()))
 
 
 # -- baselines' scripts -------------------------------------------------------------------------
@@ -204,10 +209,11 @@ async def full_sync_phase(ns: str, t: render.Table, floor_ref: str, node: model.
                 if r:
                     await nft.apply(ns, render.delete(t))
                 t0 = time.perf_counter()
-                ruleset = model.compile_services(services, slices, node)
-                t1 = time.perf_counter()
-                script = render.full(t, ruleset)
-                t2 = time.perf_counter()
+                with proxier.gc_paused():  # as the proxier's own full sync does
+                    ruleset = model.compile_services(services, slices, node)
+                    t1 = time.perf_counter()
+                    script = render.full(t, ruleset)
+                    t2 = time.perf_counter()
                 await nft.apply(ns, script)
                 t3 = time.perf_counter()
                 ours.append({"compile_s": t1 - t0, "render_s": t2 - t1, "nft_s": t3 - t2,

@@ -16,8 +16,11 @@ never force a full sync of the table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from podnet.proxy import model, nft, render
@@ -28,6 +31,20 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 COALESCE = 0.01  # seconds a sync waits for more changes after the first
 RETRY = 1.0
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a full sync builds its hundreds of thousands of small
+    objects (none of them cyclic): measured here, collections take a third of a 10,000-Service
+    compile."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class NodeParts(Protocol):
@@ -148,28 +165,27 @@ class Proxier:
         dirty, self.dirty = self.dirty, set()
         flows: set[tuple[str, int, str | None]] = set()
         if self.full_needed:
-            ruleset = model.Ruleset.of(
-                (k, model.compile_service(svc, self.slices.get(k, {}).values(), self.node))
-                for k, svc in self.services.items())
-            await nft.apply(self.ns, render.full(self.table, ruleset))
+            with gc_paused():
+                ruleset = model.Ruleset.of(
+                    (k, model.compile_service(svc, self.slices.get(k, {}).values(), self.node))
+                    for k, svc in self.services.items())
+                script = render.full(self.table, ruleset)
+            await nft.apply(self.ns, script)
             self.ruleset, self.full_needed = ruleset, False
             dirty = set(self.services) | set(self.health) | self.balanced
             what = f"full sync, {len(ruleset.services)} services"
         else:
-            ruleset = self.ruleset.copy()
+            # The Ruleset is updated in place (copying 10,000 Services' entries would cost
+            # more than the rest of the change): when nft refuses the script, the next sync
+            # is a full one, which compiles everything afresh from the caches.
             compiled = {k: self._compile(k) for k in dirty}
-            delta = ruleset.update(compiled)
-            script = render.incremental(self.table, delta)
             for k, new in compiled.items():
                 flows |= model.stale_udp(self.ruleset.services.get(k, model.EMPTY),
                                          new or model.EMPTY)
+            delta = self.ruleset.update(compiled)
+            script = render.incremental(self.table, delta)
             if script:
-                try:
-                    await nft.apply(self.ns, script)
-                except Exception:
-                    self.dirty |= dirty
-                    raise
-            self.ruleset = ruleset
+                await nft.apply(self.ns, script)
             what = f"{len(dirty)} services changed"
         self._note_parts(dirty, flows)
         self.syncs += 1
