@@ -175,18 +175,21 @@ def test_apply_get_delete_the_demo(cluster):
     assert (r.returncode, r.stderr) == (0, "")
     pods = ["web-1", "web-2", "web-3", "client"]
     assert r.stdout == ("namespace/demo created\n" + "".join(f"pod/{p} created\n" for p in pods)
-                        + "service/web created\nservice/web-nodeport created\n")
+                        + "service/web created\nservice/web-nodeport created\n"
+                        + "service/web-lb created\n")
     r = cluster.podnet("apply", "-f", str(DEMO))
     assert r.stdout == ("namespace/demo unchanged\n"
                         + "".join(f"pod/{p} unchanged\n" for p in pods)
-                        + "service/web unchanged\nservice/web-nodeport unchanged\n")
+                        + "service/web unchanged\nservice/web-nodeport unchanged\n"
+                        + "service/web-lb unchanged\n")
 
     lines = cluster.podnet("get", "services", "-n", "demo").stdout.splitlines()
     assert re.split(r"\s{3,}", lines[0]) == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP",
                                              "PORT(S)", "AGE"]
     assert [line.split()[:2] for line in lines[1:]] == [["web", "ClusterIP"],
+                                                     ["web-lb", "LoadBalancer"],
                                                      ["web-nodeport", "NodePort"]]
-    assert "80:30080/TCP" in lines[2]
+    assert "80:30080/TCP" in lines[3]
 
     lines = cluster.podnet("get", "svc", "-A").stdout.splitlines()
     assert lines[0].startswith("NAMESPACE   NAME")
@@ -198,14 +201,14 @@ def test_apply_get_delete_the_demo(cluster):
     assert "kubectl.kubernetes.io/last-applied-configuration" in obj["metadata"]["annotations"]
     lst = json.loads(cluster.podnet("get", "svc", "-n", "demo", "-o", "json").stdout)
     assert lst["kind"] == "List"
-    assert [i["metadata"]["name"] for i in lst["items"]] == ["web", "web-nodeport"]
+    assert [i["metadata"]["name"] for i in lst["items"]] == ["web", "web-lb", "web-nodeport"]
     assert {i["kind"] for i in lst["items"]} == {"Service"}
 
     r = cluster.podnet("delete", "-f", str(DEMO))
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout == ("".join(f'pod "{p}" deleted\n' for p in pods)
                         + 'service "web" deleted\nservice "web-nodeport" deleted\n'
-                        'namespace "demo" deleted\n')
+                        'service "web-lb" deleted\nnamespace "demo" deleted\n')
     with pytest.raises(ApiError) as e:
         cluster.client.get(cluster.res("namespaces"), None, "demo")
     assert e.value.status == 404

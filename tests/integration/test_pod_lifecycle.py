@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from labkit import pods_by_name, wait_for
 
 from podnet.client.http import ApiError
 from podnet.cluster import lifecycle
@@ -35,22 +36,6 @@ def echo_pod(name: str, node: str | None = None, **extra) -> dict:
         spec["nodeName"] = node
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"t": "x"}},
             "spec": spec}
-
-
-def pods_by_name(lab) -> dict[str, dict]:
-    return {p["metadata"]["name"]: p
-            for p in lab.client.list(lab.res("Pod"), "default")["items"]}
-
-
-def wait_for(what, fn, timeout=60.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def running(lab, names_: list[str]):

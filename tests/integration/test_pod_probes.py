@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labkit import wait_for
 
 from podnet.cluster import lifecycle
 
@@ -100,17 +101,6 @@ def flag() -> Iterator[Callable[[str], Path]]:
     finally:
         for path in made:
             path.unlink(missing_ok=True)
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def create(lab: Any, name: str, containers: list[dict[str, Any]], **spec: Any) -> None:

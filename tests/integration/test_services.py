@@ -9,96 +9,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from typing import Any
 
 import pytest
+from labkit import SVC_PORT, echo_pod, pods_by_name, ready_endpoints, run_in, service, wait_for
 
 from podnet.lab import names
 
 pytestmark = pytest.mark.integration
-
-PORT = 8080
-SVC_PORT = 80
-
-# Run inside a namespace: `client.py http IP PORT COUNT` -> {"pods": {pod: n}, "clients":
-# [ip...], "errors": {kind: n}}; `client.py connect IP PORT` -> {"error": errno name or null,
-# "seconds": float}.
-CLIENT = r'''
-import errno, json, socket, sys, time
-mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-if mode == "connect":
-    t = time.monotonic(); err = None
-    try:
-        socket.create_connection((ip, port), timeout=3).close()
-    except socket.timeout:
-        err = "TIMEOUT"
-    except OSError as e:
-        err = errno.errorcode.get(e.errno, str(e.errno))
-    print(json.dumps({"error": err, "seconds": time.monotonic() - t}))
-    sys.exit(0)
-pods, clients, errors = {}, set(), {}
-for _ in range(int(sys.argv[4])):
-    try:
-        s = socket.create_connection((ip, port), timeout=3)
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        body = json.loads(data.split(b"\r\n\r\n", 1)[1])
-        pods[body["pod"]] = pods.get(body["pod"], 0) + 1
-        clients.add(body["client"]["ip"])
-    except Exception as e:
-        errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-print(json.dumps({"pods": pods, "clients": sorted(clients), "errors": errors}))
-'''
-
-
-def run_in(netns: str, *args: Any) -> dict[str, Any]:
-    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-I", "-S", "-c",
-                          CLIENT, *map(str, args)], capture_output=True, text=True,
-                         timeout=120, check=True)
-    return json.loads(out.stdout)
-
-
-def echo_pod(name: str, node: str, labels: dict[str, str], **spec: Any) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "echo", "image": "podnet/echo",
-                                 "ports": [{"containerPort": PORT}], **spec}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-            "spec": {"nodeName": node, "containers": [container]}}
-
-
-def service(name: str, selector: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": selector,
-                     "ports": [{"port": SVC_PORT, "targetPort": PORT, "protocol": "TCP"}]}}
-
-
-def wait_for(what: str, fn: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def pods_by_name(lab: Any) -> dict[str, dict[str, Any]]:
-    return {p["metadata"]["name"]: p for p in lab.client.list(lab.res("Pod"), "default")["items"]}
-
-
-def ready_endpoints(lab: Any, svc: str) -> set[str]:
-    slices = lab.client.list(lab.res("EndpointSlice"), "default",
-                             label_selector=f"kubernetes.io/service-name={svc}")["items"]
-    return {a for s in slices for e in s.get("endpoints") or []
-            if (e.get("conditions") or {}).get("ready") for a in e["addresses"]}
 
 
 def elements(lab: Any, node: str, obj: str, kind: str = "set") -> list[Any]:

@@ -20,12 +20,13 @@ import json
 import select
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import labkit
 import pytest
+from labkit import pods_by_name
 
 from podnet.lab import names
 
@@ -169,18 +170,7 @@ def service(name: str, selector: dict[str, str]) -> dict[str, Any]:
 
 
 def wait_for(what: str, fn: Callable[[], Any], timeout: float = 90.0, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
-def pods_by_name(lab: Any) -> dict[str, dict[str, Any]]:
-    return {p["metadata"]["name"]: p for p in lab.client.list(lab.res("Pod"), "default")["items"]}
+    return labkit.wait_for(what, fn, timeout, every)
 
 
 def pod_ips(lab: Any, *wanted: str) -> dict[str, str]:

@@ -15,153 +15,32 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from labkit import (
+    SVC_PORT,
+    client_argv,
+    echo_pod,
+    nft_table,
+    ready_endpoints,
+    run_in,
+    service,
+    wait_for,
+    with_ips,
+)
 
 from podnet.cluster import lifecycle
 from podnet.lab import names
 
 pytestmark = pytest.mark.integration
 
-PORT = 8080
-SVC_PORT = 80
 EXTERNAL_IP = "172.18.0.2"
 
-# Run inside a namespace:
-#   http IP PORT COUNT      -> {"pods": {pod: n}, "clients": [ip...], "errors": {kind: n}}
-#   sticky IP PORT ROUNDS PAUSE -> {"rounds": [[pod...] per round]} (5 requests a round)
-#   connect IP PORT         -> {"error": errno name or null, "seconds": float}
-#   get IP PORT             -> {"status": int, "body": {...}} or {"error": ...}
-#   udp IP PORT SECONDS     -> {"sent": n, "replies": [seconds since start of each reply]}
-CLIENT = r'''
-import errno, json, socket, sys, time
-mode, ip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-def request(path="/"):
-    s = socket.create_connection((ip, port), timeout=3)
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.0\r\nHost: x\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, body = data.split(b"\r\n\r\n", 1)
-    return int(head.split()[1]), json.loads(body)
-
-if mode == "connect":
-    t = time.monotonic(); err = None
-    try:
-        socket.create_connection((ip, port), timeout=3).close()
-    except socket.timeout:
-        err = "TIMEOUT"
-    except OSError as e:
-        err = errno.errorcode.get(e.errno, str(e.errno))
-    print(json.dumps({"error": err, "seconds": time.monotonic() - t}))
-elif mode == "get":
-    try:
-        status, body = request("/healthz")
-        print(json.dumps({"status": status, "body": body}))
-    except Exception as e:
-        print(json.dumps({"error": type(e).__name__}))
-elif mode == "sticky":
-    rounds = []
-    for r in range(int(sys.argv[4])):
-        if r:
-            time.sleep(float(sys.argv[5]))
-        rounds.append([request()[1]["pod"] for _ in range(5)])
-    print(json.dumps({"rounds": rounds}))
-elif mode == "udp":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 40053))  # one source port for the whole run: one conntrack entry
-    s.settimeout(0.2)
-    start = time.monotonic(); sent = 0; replies = []
-    while time.monotonic() - start < float(sys.argv[4]):
-        s.sendto(b"ping %d" % sent, (ip, port)); sent += 1
-        try:
-            s.recvfrom(2048)
-            replies.append(round(time.monotonic() - start, 2))
-            time.sleep(0.2)
-        except (socket.timeout, ConnectionRefusedError):
-            pass
-    print(json.dumps({"sent": sent, "replies": replies}))
-else:
-    pods, clients, errors = {}, set(), {}
-    for _ in range(int(sys.argv[4])):
-        try:
-            _, body = request()
-            pods[body["pod"]] = pods.get(body["pod"], 0) + 1
-            clients.add(body["client"]["ip"])
-        except Exception as e:
-            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-    print(json.dumps({"pods": pods, "clients": sorted(clients), "errors": errors}))
-'''
-
-
-def run_in(netns: str, *args: Any, background: bool = False) -> Any:
-    argv = ["ip", "netns", "exec", netns, sys.executable, "-I", "-S", "-c", CLIENT,
-            *map(str, args)]
-    if background:
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=True)
-    return json.loads(out.stdout)
-
-
-def echo_pod(name: str, node: str, labels: dict[str, str], udp: bool = False) -> dict[str, Any]:
-    ports: list[dict[str, Any]] = [{"containerPort": PORT}]
-    if udp:
-        ports = [{"containerPort": 5353, "protocol": "UDP"}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "echo", "image": "podnet/echo", "ports": ports}]}}
-
-
-def service(name: str, selector: dict[str, str], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": selector,
-                     "ports": [{"port": SVC_PORT, "targetPort": PORT, "protocol": "TCP"}],
-                     **spec}}
-
-
-def wait_for(what: str, fn: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def pods_by_name(lab: Any) -> dict[str, dict[str, Any]]:
-    return {p["metadata"]["name"]: p for p in lab.client.list(lab.res("Pod"), "default")["items"]}
-
-
-def running(lab: Any, wanted: list[str]) -> dict[str, dict[str, Any]] | None:
-    pods = pods_by_name(lab)
-    ok = all(pods.get(n, {}).get("status", {}).get("podIP") for n in wanted)
-    return pods if ok else None
-
-
-def ready_endpoints(lab: Any, svc: str) -> set[str]:
-    slices = lab.client.list(lab.res("EndpointSlice"), "default",
-                             label_selector=f"kubernetes.io/service-name={svc}")["items"]
-    return {a for s in slices for e in s.get("endpoints") or []
-            if (e.get("conditions") or {}).get("ready") for a in e["addresses"]}
-
-
 def table(lab: Any, node: str) -> dict[str, Any]:
-    """The proxy table of a node as JSON (tests may read it; the proxy doesn't)."""
-    out = subprocess.run(["ip", "netns", "exec", names.node_netns(lab.name, node), "nft", "-j",
-                          "list", "table", "ip", f"podnet-{lab.name}"],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    return nft_table(lab, node)
 
 
 def table_size(lab: Any, node: str) -> tuple[int, int, int]:
@@ -253,7 +132,7 @@ def test_external_traffic_policy_local_keeps_the_client_ip_and_health_checks(mak
     node_port = svc["spec"]["ports"][0]["nodePort"]
     health = svc["spec"]["healthCheckNodePort"]
     ip = lb_ip(lab, "loc")
-    pods = wait_for("pods", lambda: running(lab, ["only", "client"]))
+    pods = wait_for("pods", lambda: with_ips(lab, ["only", "client"]))
     wait_for("a ready endpoint", lambda: ready_endpoints(lab, "loc"))
     wait_for("node-1's table", lambda: mentions(lab, "node-1", str(node_port)))
 
@@ -302,7 +181,7 @@ def test_internal_traffic_policy_local_keeps_traffic_on_the_node(make_lab):
         "itp", {"app": "itp"}, internalTrafficPolicy="Local"))["spec"]["clusterIP"]
     one = lab.client.create(lab.res("Service"), "default", service(
         "one", {"app": "one"}, internalTrafficPolicy="Local"))["spec"]["clusterIP"]
-    pods = wait_for("pods", lambda: running(lab, ["here", "there", "c1", "c2", "only"]))
+    pods = wait_for("pods", lambda: with_ips(lab, ["here", "there", "c1", "c2", "only"]))
     wait_for("endpoints", lambda: len(ready_endpoints(lab, "itp")) == 2 and
              ready_endpoints(lab, "one"))
     c1 = names.pod_netns(lab.name, pods["c1"]["metadata"]["uid"])
@@ -326,7 +205,7 @@ def test_client_ip_affinity_holds_until_the_timeout(make_lab):
     vip = lab.client.create(lab.res("Service"), "default", service(
         "s", {"app": "s"}, sessionAffinity="ClientIP",
         sessionAffinityConfig={"clientIP": {"timeoutSeconds": 2}}))["spec"]["clusterIP"]
-    pods = wait_for("pods", lambda: running(lab, ["s0", "s1", "s2", "client"]))
+    pods = wait_for("pods", lambda: with_ips(lab, ["s0", "s1", "s2", "client"]))
     wait_for("3 endpoints", lambda: len(ready_endpoints(lab, "s")) == 3)
     wait_for("the affinity chains (the key's and one per endpoint)",
              lambda: len(affinity_chains(lab, "node-1")) == 4)
@@ -351,19 +230,20 @@ def test_udp_service_survives_its_endpoint_being_replaced(make_lab):
     body = service("u", {"app": "u"})
     body["spec"]["ports"] = [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]
     vip = lab.client.create(lab.res("Service"), "default", body)["spec"]["clusterIP"]
-    pods = wait_for("pods", lambda: running(lab, ["u1", "client"]))
+    pods = wait_for("pods", lambda: with_ips(lab, ["u1", "client"]))
     wait_for("an endpoint", lambda: ready_endpoints(lab, "u"))
     client = names.pod_netns(lab.name, pods["client"]["metadata"]["uid"])
     wait_for("node-1's table", lambda: mentions(lab, "node-1", pods["u1"]["status"]["podIP"]))
     # One socket (one source port) sends all through; the pod is replaced in the middle.
-    proc = run_in(client, "udp", vip, 53, 40, background=True)
+    proc = subprocess.Popen(client_argv(client, "udp", vip, 53, 40), stdout=subprocess.PIPE,
+                            text=True)
     try:
         time.sleep(3)
         lab.client.delete(lab.res("Pod"), "default", "u1")
         lab.client.create(lab.res("Pod"), "default",
                           echo_pod("u2", "node-1", {"app": "u"}, udp=True))
         replaced = time.monotonic()
-        wait_for("the new endpoint", lambda: (p := running(lab, ["u2"])) and
+        wait_for("the new endpoint", lambda: (p := with_ips(lab, ["u2"])) and
                  ready_endpoints(lab, "u") == {p["u2"]["status"]["podIP"]}, timeout=30)
         ready_after = time.monotonic() - replaced
         out, _ = proc.communicate(timeout=90)
