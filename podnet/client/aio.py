@@ -27,7 +27,11 @@ Obj = dict[str, Any]
 class AsyncClient:
     def __init__(self, server: str, *, token: str, ca_file: str | None = None,
                  timeout: float = 30.0) -> None:
-        self.server = server.rstrip("/")
+        """`server` is the API's URL, or `unix:///path/api.sock` for the server's unix socket
+        (what processes in pods use: their network namespace cannot reach the host's
+        loopback)."""
+        self.unix_socket = server[len("unix://"):] if server.startswith("unix://") else None
+        self.server = "http://localhost" if self.unix_socket else server.rstrip("/")
         self.token = token
         self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) \
             if server.startswith("https") else False
@@ -43,7 +47,8 @@ class AsyncClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {self.token}"},
-                connector=aiohttp.TCPConnector(ssl=self.ssl, limit=64),
+                connector=(aiohttp.UnixConnector(self.unix_socket, limit=64)
+                           if self.unix_socket else aiohttp.TCPConnector(ssl=self.ssl, limit=64)),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
 

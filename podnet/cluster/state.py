@@ -216,6 +216,12 @@ class ClusterState:
         return self.dir / "cluster.json"
 
     @property
+    def api_socket(self) -> Path:
+        """The API server's unix socket (plain HTTP, the same bearer token): how processes in
+        pods, whose network namespace cannot reach the host's loopback, reach the API."""
+        return self.dir / "api.sock"
+
+    @property
     def pki_dir(self) -> Path:
         return self.dir / "pki"
 

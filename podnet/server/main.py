@@ -69,6 +69,13 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.setup()
     site = web.TCPSite(runner, bind, port, ssl_context=tls, reuse_address=True, backlog=1024)
     await site.start()
+    # Pods (the cluster DNS) reach the API through a unix socket: their namespaces have no
+    # route to the host's loopback, and podnet does not listen anywhere else.
+    sock = state / "api.sock"
+    sock.unlink(missing_ok=True)
+    unix_site = web.UnixSite(runner, str(sock))
+    await unix_site.start()
+    sock.chmod(0o600)
     tasks = [asyncio.create_task(NamespaceController(registry).run()),
              asyncio.create_task(compact_forever(store, args.compaction_interval)),
              asyncio.create_task(NodeIpamController(
