@@ -57,6 +57,11 @@ for _ in 1 2 3 4 5 6; do
     $PODNET exec -n demo client -- curl -s "http://$WEB_VIP/" | grep -o '"pod": "[^"]*"'
 done
 echo
+echo "Cluster DNS: the client finds the Service by its name, through its search path"
+echo "(demo.svc.cluster.local ...) and the cluster DNS at 10.96.0.10:"
+show $PODNET exec -n demo client -- getent hosts web
+show $PODNET exec -n demo client -- getent hosts web-lb.demo.svc.cluster.local
+echo
 echo "From outside the cluster: the external host (172.18.0.2) reaches the NodePort through any"
 echo "node (policy Cluster: masqueraded, the pod sees the node's address), and the LoadBalancer"
 echo "address $LB_IP, which one node announces on the LAN; web-lb has externalTrafficPolicy"

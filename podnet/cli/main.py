@@ -2,6 +2,7 @@
 
     podnet up | down | status | kubeconfig          the cluster on this machine (--name N)
     podnet up --nodes N --backend host-gw|vxlan     ... with N nodes (default 2; 0: no lab)
+    podnet up --dns-upstream IP[:PORT]              ... its cluster DNS forwarding there
     podnet apply -f FILE|DIR|-                       client-side apply, as kubectl's
     podnet get KIND [NAME...] [-n NS|-A] [-o FMT]    server-side tables, YAML, JSON, names
     podnet delete (-f FILE | KIND NAME...)           delete and wait until gone
@@ -107,11 +108,14 @@ def split_kind_names(words: Sequence[str]) -> list[tuple[Resource, str | None]]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     nodes = args.nodes
-    if nodes is None and not _state(args).exists():
+    new = not _state(args).exists()
+    if nodes is None and new:
         nodes = topology.DEFAULT_NODES  # a new cluster; an existing one keeps its nodes
+    dns = False if args.no_dns else (True if new else None)  # likewise its cluster DNS
     lifecycle.up(args.name, wait=args.timeout, port=args.port, nodes=nodes,
                  backend=args.backend, lan_cidr=args.lan_cidr, cni=args.cni,
-                 lb_pool=args.lb_pool)
+                 lb_pool=args.lb_pool, dns=dns, dns_upstreams=args.dns_upstream,
+                 dns_pod_records="disabled" if args.no_pod_records else None)
     return 0
 
 
@@ -406,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("up", "create the cluster if needed and start it")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="how long to wait for the API server to be ready (default 30)")
+                   help="how long to wait for the API server, the nodes and the cluster DNS "
+                        "to be ready (default 30)")
     p.add_argument("--port", type=int, metavar="PORT",
                    help="API port of a new cluster (default 6443 if free, else any free port)")
     p.add_argument("--nodes", type=int, metavar="N",
@@ -425,6 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "comma-separated, inside the LAN (default: LAN offsets "
                         f"{topology.LB_POOL_OFFSETS[0]}-{topology.LB_POOL_OFFSETS[1]}, "
                         "172.18.0.200-172.18.0.249 on the default LAN)")
+    p.add_argument("--no-dns", action="store_true",
+                   help="a new cluster without the cluster DNS (kube-system/kube-dns)")
+    p.add_argument("--dns-upstream", action="append", metavar="IP[:PORT]",
+                   help="a resolver the cluster DNS of a new cluster forwards names outside "
+                        "cluster.local to; repeatable (default: the nameservers of the "
+                        "node's /etc/resolv.conf)")
+    p.add_argument("--no-pod-records", action="store_true",
+                   help="a new cluster's DNS answers no a-b-c-d.<ns>.pod.cluster.local names "
+                        "(default: answered, as kubeadm's CoreDNS does: pods insecure)")
     p.set_defaults(func=cmd_up)
     add("down", "stop the cluster and remove its state").set_defaults(func=cmd_down)
     add("status", "show the cluster and its components").set_defaults(func=cmd_status)

@@ -6,8 +6,10 @@ clean up after itself and report its status:
     Lab        the namespaces: the LAN, the nodes, the external host (podnet.lab)
     ApiServer  the `podnet server` process
     Agents     one `podnet agent --node node-i` process per node
+    ClusterDns the cluster DNS: the kube-dns Service and its pods (podnet.cluster.addons)
 
-`up` starts them in that order and returns when every Node is Ready. `down` stops the agents,
+`up` starts them in that order and returns when every Node is Ready and the cluster DNS (on
+clusters that have it) too. `down` stops the agents,
 then removes the lab (the processes left in its namespaces, pods' namespaces first), then stops
 the server, cleans up, and removes the state directory. A cluster made with no nodes is the
 control plane alone. `down` works after a crash, a stale pid file or a half-finished `up`: it
@@ -29,8 +31,10 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from podnet.api.resources import lookup
-from podnet.client.http import Client, ClientError
+from podnet.client.http import ApiError, Client, ClientError
+from podnet.cluster import addons
 from podnet.cluster.state import (
+    ClusterConfig,
     ClusterState,
     LabSettings,
     StateError,
@@ -545,11 +549,190 @@ def _nodes_phrase(nodes: Sequence[str]) -> str:
     return f"node {nodes[0]} is" if len(nodes) == 1 else f"nodes {', '.join(nodes)} are"
 
 
+# -- the cluster DNS --------------------------------------------------------------------------
+
+
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")  # the nodes': the agents run in the host's mounts
+
+
+def dns_server_available() -> bool:
+    """Whether this podnet has the DNS server the pods run."""
+    import importlib.util
+
+    return importlib.util.find_spec(addons.DNS_SERVER_MODULE) is not None
+
+
+def dns_upstreams(config: ClusterConfig, resolv_conf: Path = HOST_RESOLV_CONF
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(upstreams, skipped): the cluster's own, or else the usable nameservers of the nodes'
+    resolv.conf (and the loopback ones left out)."""
+    if config.dns_upstreams:
+        return config.dns_upstreams, ()
+    try:
+        text = resolv_conf.read_text()
+    except OSError:
+        return (), ()
+    return addons.upstreams_from_resolv_conf(text)
+
+
+def dns_settings(state: ClusterState, config: ClusterConfig,
+                 upstreams: tuple[str, ...]) -> addons.DnsSettings:
+    return addons.DnsSettings(
+        python=sys.executable, pythonpath=str(Path(__file__).resolve().parents[2]),
+        api_socket=str(state.api_socket), token_file=str(state.token_path),
+        service_cidr=config.service_cidr, cluster_cidr=config.cluster_cidr,
+        upstreams=upstreams, pod_records=config.dns_pod_records)
+
+
+def _res(plural: str) -> Any:
+    res = lookup(plural)
+    assert res is not None
+    return res
+
+
+def _create_missing(client: Client, plural: str, obj: dict[str, Any]) -> bool:
+    """Create `obj` unless it exists (a concurrent create counts as existing); True when
+    created."""
+    try:
+        client.create(_res(plural), addons.DNS_NAMESPACE, obj)
+    except ApiError as e:
+        if e.status == 409:
+            return False
+        raise
+    return True
+
+
+def dns_pods(client: Client) -> dict[str, dict[str, Any]]:
+    """The cluster DNS's pods, by name."""
+    items = client.list(_res("pods"), addons.DNS_NAMESPACE,
+                        label_selector=addons.label_selector()).get("items") or []
+    return {str(p["metadata"]["name"]): p for p in items}
+
+
+def _pod_problem(pod: dict[str, Any]) -> str | None:
+    """Why a DNS pod will not get Ready by waiting: its server exits (restarted at least once
+    and not running now)."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if int(cs.get("restartCount") or 0) and "running" not in (cs.get("state") or {}):
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            return f"its server exited (exit code {last.get('exitCode', '?')})"
+    return None
+
+
+def dns_log_tail(state: ClusterState, pod: dict[str, Any]) -> str:
+    from podnet import runtime
+
+    node, uid = (pod.get("spec") or {}).get("nodeName"), pod["metadata"].get("uid")
+    if not node or not uid:
+        return ""
+    return log_tail(runtime.log_path(state.node_dir(str(node)), str(uid), addons.DNS_CONTAINER))
+
+
+class ClusterDns:
+    """The kube-dns Service and the DNS pods (podnet.cluster.addons), created when missing once
+    the nodes are Ready, on clusters made with the cluster DNS (ClusterConfig.dns) and nodes.
+    They live in the API and in the lab, so `down` removes them with those."""
+
+    name = "dns"
+    files: tuple[str, ...] = ()
+
+    def _nodes(self, config: ClusterConfig) -> list[str]:
+        return [m.name for m in config.lab_plan().nodes]
+
+    def wanted(self, state: ClusterState) -> addons.DnsObjects | None:
+        """The objects this cluster should have; None when it has no nodes or this podnet
+        has no DNS server."""
+        config = state.load()
+        nodes = self._nodes(config)
+        if not config.dns or not nodes or not dns_server_available():
+            return None
+        return addons.dns_objects(dns_settings(state, config, dns_upstreams(config)[0]), nodes)
+
+    def start(self, state: ClusterState, wait: float) -> bool:
+        wanted = self.wanted(state)
+        if wanted is None:
+            return False
+        with _client(state, timeout=10.0) as client:
+            try:
+                client.get(_res("services"), addons.DNS_NAMESPACE, addons.DNS_SERVICE)
+                created = False
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                created = _create_missing(client, "services", wanted.service)
+            have = dns_pods(client)
+            for pod in wanted.pods:
+                if pod["metadata"]["name"] not in have:
+                    created = _create_missing(client, "pods", pod) or created
+        return created
+
+    def wait_ready(self, state: ClusterState, wait: float) -> list[str]:
+        """Wait until every DNS pod is Ready; their names. ClusterError when one's server
+        keeps exiting or they are not Ready within `wait` seconds, with the end of its log."""
+        wanted = self.wanted(state)
+        if wanted is None:
+            return []
+        names = [str(p["metadata"]["name"]) for p in wanted.pods]
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        with _client(state, timeout=10.0) as client:
+            while True:
+                have = dns_pods(client)
+                waiting = [n for n in names if not addons.pod_ready(have.get(n) or {})]
+                if not waiting:
+                    return names
+                for n in waiting:
+                    problem = _pod_problem(have.get(n) or {})
+                    if problem is not None:
+                        raise ClusterError(self._failure(state, have[n], problem))
+                if time.monotonic() >= deadline:
+                    pod = have.get(waiting[0]) or {}
+                    raise ClusterError(self._failure(
+                        state, pod, f"it is not Ready within {wait:g}s"))
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.25)
+
+    def _failure(self, state: ClusterState, pod: dict[str, Any], problem: str) -> str:
+        name = (pod.get("metadata") or {}).get("name", "?")
+        tail = dns_log_tail(state, pod) if pod.get("metadata") else ""
+        return (f"the cluster DNS pod {addons.DNS_NAMESPACE}/{name}: {problem}"
+                + (f"; the end of its log:\n{tail}" if tail else ""))
+
+    def stop(self, state: ClusterState) -> None:
+        return None  # its pods' processes go with the lab, its objects with the store
+
+    def cleanup(self, state: ClusterState) -> None:
+        return None
+
+    def status(self, state: ClusterState) -> ComponentStatus:
+        wanted = self.wanted(state)
+        if wanted is None:
+            return ComponentStatus(self.name, True, [])
+        config = state.load()
+        try:
+            with _client(state) as client:
+                have = dns_pods(client)
+        except ClientError:
+            return ComponentStatus(self.name, False, [("dns", "unknown (no API)")])
+        pods = [f"{n} on {(p.get('spec') or {}).get('nodeName') or '?'} "
+                f"{'Ready' if addons.pod_ready(p) else 'NotReady'}"
+                for n, p in sorted(have.items())]
+        upstreams = dns_upstreams(config)[0]
+        lines = [("dns", f"{config.cluster_dns} (kube-system/kube-dns), "
+                         + (", ".join(pods) if pods else "no pods")),
+                 ("dns upstreams", " ".join(upstreams) if upstreams else "none")]
+        healthy = all(addons.pod_ready(have.get(str(p["metadata"]["name"])) or {})
+                      for p in wanted.pods)
+        return ComponentStatus(self.name, healthy, lines)
+
+
 LAB = Lab()
 API_SERVER = ApiServer()
 AGENTS = Agents()
-COMPONENTS: list[Component] = [LAB, API_SERVER, AGENTS]  # the order `up` starts them in
-TEARDOWN: list[Component] = [AGENTS, LAB, API_SERVER]  # the order `down` stops them in
+CLUSTER_DNS = ClusterDns()
+COMPONENTS: list[Component] = [LAB, API_SERVER, AGENTS, CLUSTER_DNS]  # the order `up` starts them
+# The order `down` stops them in; the cluster DNS has nothing to stop of its own.
+TEARDOWN: list[Component] = [AGENTS, LAB, API_SERVER]
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -565,13 +748,16 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
        wait: float = 30.0, port: int | None = None, nodes: int | None = None,
        backend: str | None = None, lan_cidr: str | None = None, cni: str | None = None,
        node_cidr_mask: int | None = None, lb_pool: str | None = None,
-       out: TextIO | None = None) -> ClusterState:
+       dns: bool | None = None, dns_upstreams: Sequence[str] | None = None,
+       dns_pod_records: str | None = None, out: TextIO | None = None) -> ClusterState:
     """Create the cluster's state if needed and start its components; a no-op (that says so)
-    when it is running already. `port`, `nodes`, `backend`, `lan_cidr`, `cni` and `lb_pool` (the
-    LoadBalancer addresses: CIDRs and A-B ranges, comma-separated) choose those of a new
-    cluster (None: as the cluster has them; a new one gets no nodes: the control plane alone,
-    and LAN offsets 200-249 as its LoadBalancer pool).
-    Returns when every Node is Ready."""
+    when it is running already. `port`, `nodes`, `backend`, `lan_cidr`, `cni`, `lb_pool` (the
+    LoadBalancer addresses: CIDRs and A-B ranges, comma-separated), `dns` (run the cluster
+    DNS), `dns_upstreams` (its resolvers for names outside the cluster: IP[:PORT]) and
+    `dns_pod_records` ("insecure" or "disabled") choose those of a new cluster (None: as the
+    cluster has them; a new one gets no nodes: the control plane alone, LAN offsets 200-249 as
+    its LoadBalancer pool, and no cluster DNS; the CLI asks for nodes and the DNS).
+    Returns when every Node is Ready, and the cluster DNS too when the cluster has it."""
     out = out or sys.stdout
     state = ClusterState.locate(name, root)
     try:
@@ -581,9 +767,13 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
                          "PODNET_STATE_ROOT to a directory you own)") from e
     with state.lock():
         ensure(state.name, state.dir.parent, port=port,
-               lab=LabSettings(nodes, backend, lan_cidr, cni, node_cidr_mask, lb_pool))
+               lab=LabSettings(nodes, backend, lan_cidr, cni, node_cidr_mask, lb_pool, dns,
+                               None if dns_upstreams is None else tuple(dns_upstreams),
+                               dns_pod_records))
         started = [c.start(state, wait) for c in COMPONENTS]
+        CLUSTER_DNS.wait_ready(state, wait)
     config = state.load()
+    _dns_warnings(config)
     url = config.server_url
     if any(started):
         print(f'cluster "{state.name}" is up at {url}', file=out)
@@ -595,6 +785,24 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
               f"{plan.backend}, LAN {plan.lan_cidr})", file=out)
     print(f"kubeconfig: {state.kubeconfig}", file=out)
     return state
+
+
+def _dns_warnings(config: ClusterConfig) -> None:
+    """What the user must know about the cluster DNS, on stderr (stdout stays as it was)."""
+    if not config.nodes or not config.dns:
+        return
+    if not dns_server_available():
+        print("warning: this podnet has no DNS server (podnet.dns.main): the cluster has no "
+              "DNS", file=sys.stderr)
+        return
+    upstreams, skipped = dns_upstreams(config)
+    if not upstreams:
+        why = (f"the nodes' {HOST_RESOLV_CONF} has only loopback nameservers "
+               f"({', '.join(skipped)})" if skipped else
+               f"the nodes' {HOST_RESOLV_CONF} has no nameserver")
+        print(f"warning: the cluster DNS has no upstream resolver ({why}): names outside "
+              f"{addons.CLUSTER_DOMAIN} will not resolve in pods; a new cluster takes "
+              "`--dns-upstream IP[:PORT]`", file=sys.stderr)
 
 
 def _looks_like_state_dir(state: ClusterState) -> bool:

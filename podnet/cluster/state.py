@@ -5,7 +5,10 @@ the name --name, $PODNET_CLUSTER or "podnet". Inside:
 
     cluster.json              name, bind address, port, CIDRs, node port range, creation time,
                               and the lab: node count, LAN CIDR, routing backend, CNI plugin,
-                              LoadBalancer pool (lb_pool; absent: LAN offsets 200-249)
+                              LoadBalancer pool (lb_pool; absent: LAN offsets 200-249),
+                              whether the cluster DNS runs (dns; absent: no), its upstreams
+                              (dns_upstreams; absent: the node's resolv.conf) and pod records
+                              (dns_pod_records; absent: insecure)
     pki/ca.crt, pki/ca.key    the cluster's own CA (keys are 0600)
     pki/server.crt, .key      the API server's serving certificate
     token                     the admin bearer token (0600)
@@ -39,6 +42,7 @@ from typing import Any
 
 from podnet.api import lbipam
 from podnet.api.names import is_dns1123_label
+from podnet.cluster import addons
 from podnet.lab import topology
 
 ENV_ROOT = "PODNET_STATE_ROOT"
@@ -108,6 +112,19 @@ class ClusterConfig:
     cni: str = DEFAULT_CNI
     node_cidr_mask: int = DEFAULT_NODE_CIDR_MASK  # each node's podCIDR: a /mask of cluster_cidr
     lb_pool: str = ""  # LoadBalancer addresses (lbipam.parse_pool); "": default_lb_pool(LAN)
+    dns: bool = False  # whether `up` runs the cluster DNS (podnet.cluster.addons) on the nodes
+    dns_upstreams: tuple[str, ...] = ()  # addons.parse_upstream's; (): the node's resolv.conf
+    dns_pod_records: str = addons.DEFAULT_POD_RECORDS  # one of addons.POD_RECORDS
+
+    @property
+    def cluster_dns(self) -> str:
+        """The cluster DNS's ClusterIP (the service CIDR's 10th address), which ClusterFirst
+        pods get as their nameserver."""
+        return addons.dns_service_ip(self.service_cidr)
+
+    @property
+    def cluster_domain(self) -> str:
+        return addons.CLUSTER_DOMAIN
 
     @property
     def server_url(self) -> str:
@@ -121,6 +138,12 @@ class ClusterConfig:
                                  "lan_cidr", "cni", "node_cidr_mask")}
         if self.lb_pool:  # written when chosen; without it, the LAN's default pool
             out["lb_pool"] = self.lb_pool
+        if self.dns:  # likewise: without it, no cluster DNS (as clusters made before it)
+            out["dns"] = True
+        if self.dns_upstreams:  # without them, the node's resolv.conf
+            out["dns_upstreams"] = list(self.dns_upstreams)
+        if self.dns_pod_records != addons.DEFAULT_POD_RECORDS:
+            out["dns_pod_records"] = self.dns_pod_records
         return out
 
     @classmethod
@@ -140,6 +163,9 @@ class ClusterConfig:
                 cni=str(d.get("cni", DEFAULT_CNI)),
                 node_cidr_mask=int(d.get("node_cidr_mask", DEFAULT_NODE_CIDR_MASK)),
                 lb_pool=str(d.get("lb_pool") or ""),
+                dns=d.get("dns") is True,
+                dns_upstreams=tuple(str(u) for u in d.get("dns_upstreams") or ()),
+                dns_pod_records=str(d.get("dns_pod_records") or addons.DEFAULT_POD_RECORDS),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise StateError(f"bad cluster.json: {e}") from e
@@ -464,8 +490,9 @@ def _read(path: Path) -> bytes | None:
 
 @dataclass(frozen=True)
 class LabSettings:
-    """What `up` asks of the lab and its nodes; None: as the cluster has it (a new cluster:
-    the default, which is no nodes at all here; the CLI asks for topology.DEFAULT_NODES)."""
+    """What `up` asks of the lab, its nodes and their cluster DNS; None: as the cluster has it
+    (a new cluster: the default, which is no nodes at all here; the CLI asks for
+    topology.DEFAULT_NODES)."""
 
     nodes: int | None = None
     backend: str | None = None
@@ -473,6 +500,9 @@ class LabSettings:
     cni: str | None = None
     node_cidr_mask: int | None = None
     lb_pool: str | None = None  # LoadBalancer pool, as lbipam.parse_pool reads it
+    dns: bool | None = None  # run the cluster DNS (a new cluster: not unless asked)
+    dns_upstreams: tuple[str, ...] | None = None  # the cluster DNS's upstreams (IP[:PORT])
+    dns_pod_records: str | None = None  # "insecure" or "disabled"
 
     def changes(self, config: ClusterConfig) -> list[str]:
         """How these settings differ from an existing cluster's, worded for an error."""
@@ -490,7 +520,29 @@ class LabSettings:
         if self.lb_pool is not None and (parse_lb_pool(self.lb_pool)
                                          != parse_lb_pool(config.load_balancer_pool)):
             out.append(f"LoadBalancer pool {config.load_balancer_pool}")
+        if self.dns is not None and self.dns != config.dns:
+            out.append("the cluster DNS " + ("on" if config.dns else "off"))
+        if self.dns_upstreams is not None and (parse_dns_upstreams(self.dns_upstreams)
+                                               != config.dns_upstreams):
+            out.append("DNS upstreams " + (" ".join(config.dns_upstreams)
+                                           or "from the node's resolv.conf"))
+        if self.dns_pod_records is not None and self.dns_pod_records != config.dns_pod_records:
+            out.append(f"DNS pod records {config.dns_pod_records}")
         return out
+
+
+def parse_dns_upstreams(texts: Iterable[str]) -> tuple[str, ...]:
+    """The cluster DNS's upstreams written canonically (duplicates dropped), or StateError
+    naming the first that cannot be one."""
+    out: list[str] = []
+    for text in texts:
+        try:
+            upstream = addons.parse_upstream(text)
+        except addons.AddonError as e:
+            raise StateError(str(e)) from None
+        if upstream not in out:
+            out.append(upstream)
+    return tuple(out)
 
 
 def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None,
@@ -526,6 +578,18 @@ def _ensure_config(state: ClusterState, now: dt.datetime, port: int | None,
                                                            config.nodes))
         except StateError as e:
             errs.append(str(e))
+    config = replace(config, dns=bool(lab.dns))
+    if lab.dns_upstreams is not None:
+        try:
+            config = replace(config, dns_upstreams=parse_dns_upstreams(lab.dns_upstreams))
+        except StateError as e:
+            errs.append(str(e))
+    if lab.dns_pod_records is not None:
+        if lab.dns_pod_records in addons.POD_RECORDS:
+            config = replace(config, dns_pod_records=lab.dns_pod_records)
+        else:
+            errs.append(f"DNS pod records must be one of {', '.join(addons.POD_RECORDS)}, not "
+                        f"{lab.dns_pod_records!r}")
     if errs:
         raise StateError("; ".join(errs))
     if not port:
