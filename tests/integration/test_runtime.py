@@ -437,8 +437,9 @@ def test_host_network_pod_runs_in_the_node_namespace(harness: Harness) -> None:
     run(h, body)
 
 
-def test_echo_server_starts_fast_and_stays_small(harness: Harness) -> None:
-    """Started as the runtime starts it, inside the node namespace (never the host's)."""
+def test_echo_server_starts_answers_and_stays_small(harness: Harness) -> None:
+    """Started as the runtime starts it, inside the node namespace (never the host's). Its
+    start-up time is printed in `best`, not asserted: tests never assert on timings."""
     h = harness
     code = f"""
 import os, socket, sys, time, json
@@ -469,5 +470,4 @@ print(json.dumps({{"best": min(times), "rss_kb": int(rss), "exit": code,
     out = json.loads(in_node(h, code))
     assert out["line"] == "echo: ns/p on 10.0.0.1: listening on tcp 8081, udp 8081\n"
     assert out["bodies"] == 2 and out["exit"] == 0
-    assert out["best"] < 0.030, out
     assert out["rss_kb"] < 16_000, out
