@@ -11,7 +11,7 @@ PODNET  := $(BIN)/podnet
 KUBECTL := $(BIN)/kubectl
 PYTEST  := $(BIN)/pytest
 
-.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy bench-nft bench-services clean
+.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy bench-nft bench-services bench-dns clean
 
 help:
 	@echo "make install      system packages and $(VENV) (idempotent)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-proxy  the service proxy's benchmark: 10,000 Services (root)"
 	@echo "make bench-nft    one nft transaction: in-process (libnftables) vs an nft process (root)"
 	@echo "make bench-services  Services on a live 2-node lab: 10 vs 10,000, ClusterIP vs pod IP (root)"
+	@echo "make bench-dns    the cluster DNS on one core against Knot DNS, and its programming latency (root)"
 	@echo "make clean        remove caches and build leftovers (not $(VENV), not clusters)"
 
 install:
@@ -79,6 +80,13 @@ bench-nft: install
 bench-services: install
 	@bench/install-tools.sh
 	@$(BIN)/python -m bench.service_bench --wait-quiet 10 --json .benchmarks/service_bench.json $(BENCH_ARGS)
+
+# The cluster DNS (bench/README.md): queries/s on one core against Knot DNS on the same core,
+# p99 latency at half that load, and the DNS programming latency. Needs dnsperf and knot, which
+# bench/install-tools.sh installs (benchmark-only: not part of `make install`).
+bench-dns: install
+	@bench/install-tools.sh
+	@$(BIN)/python -m bench.dns_bench --wait-quiet 10 --json .benchmarks/dns_bench.json $(BENCH_ARGS)
 
 clean:
 	@rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build ./*.egg-info

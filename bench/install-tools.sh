@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark-only tools, from Debian: iperf3 (throughput) and wrk (HTTP, new connections
-# per request) for bench/service_bench.py. Not part of scripts/install.sh: `make test` and the
-# cluster itself never need them. Idempotent and quiet; installs only what is missing.
+# per request) for bench/service_bench.py; dnsperf (the DNS load generator) and knot (Knot DNS,
+# the C authoritative server measured for the ratio) for bench/dns_bench.py. Not part of
+# scripts/install.sh: `make test` and the cluster itself never need them. Idempotent and quiet;
+# installs only what is missing. The benchmark runs knotd itself, with a configuration of its
+# own, in a namespace of its own: if installing knot started the package's own service (a
+# machine with systemd), that service is stopped and disabled again.
 set -euo pipefail
 
-PACKAGES=(iperf3 wrk)
+PACKAGES=(iperf3 wrk dnsperf knot)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
@@ -27,4 +31,8 @@ if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-inst
         echo "install-tools: error: could not install ${missing[*]}" >&2
         exit 1
     fi
+fi
+if [[ " ${missing[*]} " == *" knot "* ]] && command -v systemctl >/dev/null \
+        && systemctl is-enabled --quiet knot.service 2>/dev/null; then
+    as_root systemctl disable --now --quiet knot.service || true
 fi
