@@ -98,6 +98,7 @@ from bench.api_bench import (  # noqa: E402
     log,
     machine,
     percentile,
+    verdict,
     wait_quiet,
 )
 from bench.proxy_bench import tool_version  # noqa: E402
@@ -695,10 +696,6 @@ def measure(r: Run, args: argparse.Namespace, out: Obj) -> None:
 
 def ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
-
-
-def verdict(met: bool | None) -> str:
-    return "" if met is None else ("met" if met else "MISSED")
 
 
 def lat_ms(values: Sequence[float]) -> Obj:

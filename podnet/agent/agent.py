@@ -86,6 +86,7 @@ class Agent:
         self.events_sent: dict[tuple[str, str, str], Obj] = {}
         self.cni_server: Any = None
         self.proxier: Any = None
+        self.node_side: Any = None  # the proxy's node-side parts (health ports, speaker)
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -173,8 +174,9 @@ class Agent:
 
         config = self.state.load()
         node = model.NodeInfo(self.node, config.service_cidr, config.cluster_cidr, self.ip)
+        self.node_side = parts.NodeSide(self.ns, self.ip)
         self.proxier = proxier.Proxier(self.ns, render.Table.for_node(self.cluster, node), node,
-                                       parts.NodeSide(self.ns, self.ip))
+                                       self.node_side)
         services = Reflector(self.client, SERVICES, None, self.proxier.on_service)
         slices = Reflector(self.client, SLICES, None, self.proxier.on_slice)
         listed = asyncio.Event()
@@ -360,6 +362,8 @@ class Agent:
             await self.pods.stop()
         if self.cni_server is not None:
             self.cni_server.stop()
+        if self.node_side is not None:
+            await self.node_side.close()
         await self.client.close()
 
 
