@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dnskit import Dig, parse_dig
 from labkit import echo_pod, service, wait_for
 
 from podnet import runtime
@@ -334,6 +335,174 @@ def test_dns_policies_and_hosts_file(dns_lab: Any) -> None:
     assert out(lab, "named", "hostname").strip() == "h1"
     assert out(lab, "named", "getent", "hosts", "h1.sub.default.svc.cluster.local").split() \
         == [ip, "h1.sub.default.svc.cluster.local", "h1"]
+
+
+ZONE = "cluster.local"
+
+
+def fq(name: str, ns: str = "default") -> str:
+    return f"{name}.{ns}.svc.{ZONE}."
+
+
+def dig(lab: Any, pod_name: str, *args: str) -> Dig:
+    """The real dig inside a pod, through its resolv.conf's nameserver (the kube-dns ClusterIP)."""
+    r = in_pod(lab, pod_name, "dig", "+time=3", "+tries=1", *args)
+    assert "SERVER: " + DNS_IP + "#53(" in r.stdout or r.returncode != 0, r.stdout
+    return parse_dig(r.stdout)
+
+
+def headless_svc(name: str, selector: dict[str, str] | None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"clusterIP": "None", "ports": [
+        {"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}], **spec}
+    if selector is not None:
+        body["selector"] = selector
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": body}
+
+
+def test_dig_in_a_pod_every_record_kind_over_udp_and_tcp_and_changes(dns_lab: Any) -> None:
+    """The record kinds of the DNS specification, asked with the real dig from inside a pod
+    (through the kube-dns ClusterIP, as the pod's resolv.conf says), over UDP and TCP, for
+    Services backed by real pods; then the answers following the API."""
+    lab, _ = dns_lab
+    SVC, POD = lab.res("Service"), lab.res("Pod")
+    flag = lab.root / "dns-slow-ready"  # db-slow is ready while this file exists
+    never = lab.root / "never-ready"
+    web = lab.client.create(SVC, "default", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}})
+    web_ip = web["spec"]["clusterIP"]
+    plain = lab.client.create(SVC, "default", service("plain", {"app": "web"}))  # unnamed port
+    lab.client.create(SVC, "default", headless_svc("db", {"app": "db"}))
+    lab.client.create(SVC, "default", headless_svc("pub", {"app": "pub"},
+                                                   publishNotReadyAddresses=True))
+    lab.client.create(SVC, "default", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+        "spec": {"type": "ExternalName", "externalName": "www.example.test"}})
+    # A headless Service without a selector, its 100 endpoints written by hand (too many for
+    # a UDP answer).
+    lab.client.create(SVC, "default", headless_svc("many", None))
+    lab.client.create(lab.res("EndpointSlice"), "default", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "many-1", "labels": {"kubernetes.io/service-name": "many"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [f"10.244.200.{i}"], "conditions": {"ready": True}}
+                      for i in range(1, 101)],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+
+    def probe(path: Path) -> dict[str, Any]:
+        return {"exec": {"command": ["test", "-f", str(path)]}, "periodSeconds": 1,
+                "failureThreshold": 1}
+
+    pods = [
+        echo_pod("web-1", "node-2", {"app": "web"}),
+        echo_pod("db-0", "node-1", {"app": "db"}),
+        echo_pod("db-x", "node-2", {"app": "db"}),
+        echo_pod("db-slow", "node-2", {"app": "db"}, readinessProbe=probe(flag)),
+        echo_pod("pub-0", "node-1", {"app": "pub"}, readinessProbe=probe(never)),
+        client_pod("client", "node-1"),
+    ]
+    pods[1]["spec"].update(hostname="db-0", subdomain="db")
+    for p in pods:
+        lab.client.create(POD, "default", p)
+    for name in ("web-1", "db-0", "db-x", "client"):
+        running(lab, name)
+    ip = {name: wait_for(f"{name}'s IP", lambda n=name: pod(lab, n)["status"].get("podIP"))
+          for name in ("web-1", "db-0", "db-x", "db-slow", "pub-0", "client")}
+    wait_for("db's two ready endpoints in DNS", lambda: dig(
+        lab, "client", fq("db")).rdata("A") == sorted([ip["db-0"], ip["db-x"]]), timeout=30)
+    wait_for("pub's unready endpoint in DNS", lambda: dig(
+        lab, "client", fq("pub")).rdata("A") == [ip["pub-0"]], timeout=30)
+
+    def dashed(addr: str) -> str:
+        return addr.replace(".", "-")
+
+    for proto in ("+notcp", "+tcp"):
+        def ask(*args: str, proto: str = proto) -> Dig:
+            return dig(lab, "client", proto, *args)
+
+        # A for a ClusterIP Service; the question's case comes back as asked.
+        d = ask("WeB.Default.SVC.Cluster.Local")
+        assert (d.status, d.answer) == ("NOERROR", [f"WeB.Default.SVC.Cluster.Local. A {web_ip}"])
+        assert {"qr", "aa"} <= d.flags, d.raw
+        # SRV for named ports (TCP and UDP), none for an unnamed port.
+        d = ask(f"_http._tcp.{fq('web')}", "SRV")
+        assert d.answer == [f"_http._tcp.{fq('web')} SRV 0 100 80 {fq('web')}"], d.raw
+        assert d.additional == [f"{fq('web')} A {web_ip}"], d.raw
+        assert ask(f"_dns._udp.{fq('web')}", "SRV").rdata("SRV") == [f"0 100 53 {fq('web')}"]
+        assert ask(f"_http._tcp.{fq('plain')}", "SRV").status == "NXDOMAIN"
+        assert ask(fq("plain")).rdata("A") == [plain["spec"]["clusterIP"]]
+        # PTR: a ClusterIP, a headless endpoint with a hostname, one without.
+        assert ask("-x", web_ip).rdata("PTR") == [fq("web")]
+        assert ask("-x", ip["db-0"]).rdata("PTR") == [f"db-0.{fq('db')}"]
+        assert ask("-x", ip["db-x"]).rdata("PTR") == [f"{dashed(ip['db-x'])}.{fq('db')}"]
+        # Headless: one record per ready endpoint (db-slow is not ready), by hostname or by
+        # the dashed address; SRV is N endpoints x M named ports.
+        assert ask(fq("db")).rdata("A") == sorted([ip["db-0"], ip["db-x"]])
+        assert ask(f"db-0.{fq('db')}").rdata("A") == [ip["db-0"]]
+        assert ask(f"{dashed(ip['db-x'])}.{fq('db')}").rdata("A") == [ip["db-x"]]
+        assert ask(f"{dashed(ip['db-slow'])}.{fq('db')}").status == "NXDOMAIN"
+        assert ask(f"_http._tcp.{fq('db')}", "SRV").rdata("SRV") == sorted(
+            f"0 50 8080 {h}.{fq('db')}" for h in ("db-0", dashed(ip["db-x"])))
+        # publishNotReadyAddresses: the unready pod is published.
+        assert ask(fq("pub")).rdata("A") == [ip["pub-0"]]
+        # ExternalName: the CNAME, and its target resolved (by the upstream) in the answer.
+        d = ask(fq("ext"))
+        assert (d.status, d.answer) == ("NOERROR", [f"{fq('ext')} CNAME www.example.test.",
+                                                    f"www.example.test. A {FAKE_ANSWER}"]), d.raw
+        # Pod records: the client's own dashed address in its namespace.
+        assert ask(f"{dashed(ip['client'])}.default.pod.{ZONE}").rdata("A") == [ip["client"]]
+        # The zone's SOA and NS, and the schema version.
+        d = ask(ZONE, "SOA")
+        assert d.answer[0].startswith(f"{ZONE}. SOA ns.dns.{ZONE}. hostmaster.{ZONE}. "), d.raw
+        assert ask(ZONE, "NS").rdata("NS") == [f"ns.dns.{ZONE}."]
+        assert ask(f"dns-version.{ZONE}", "TXT").rdata("TXT") == ['"1.1.0"']
+        # NXDOMAIN for a name that does not exist, NODATA for a type a name lacks; both carry
+        # the SOA.
+        d = ask(fq("nothere"))
+        assert (d.status, d.answer) == ("NXDOMAIN", []) and d.authority[0].startswith(
+            f"{ZONE}. SOA"), d.raw
+        for name, rtype in ((fq("web"), "AAAA"), (fq("web"), "TXT"), (fq("db"), "MX")):
+            d = ask(name, rtype)
+            assert (d.status, d.answer) == ("NOERROR", []), (name, rtype, d.raw)
+            assert d.authority[0].startswith(f"{ZONE}. SOA"), (name, rtype, d.raw)
+
+    # 100 endpoints do not fit a UDP answer: TC; dig then asks over TCP and gets them all.
+    d = dig(lab, "client", "+notcp", "+ignore", fq("many"))
+    assert "tc" in d.flags and len(d.answer) < 100, d.raw
+    assert len(dig(lab, "client", "+notcp", fq("many")).answer) == 100
+    assert len(dig(lab, "client", "+tcp", fq("many")).answer) == 100
+
+    # -- over time ---------------------------------------------------------------------------
+    def a(name: str) -> tuple[str, list[str]]:
+        d = dig(lab, "client", name)
+        return d.status, d.rdata("A")
+
+    # The headless Service gains a ready endpoint, then loses it again.
+    flag.touch()
+    wait_for("db-slow ready and in DNS", lambda: a(fq("db")) == (
+        "NOERROR", sorted([ip["db-0"], ip["db-x"], ip["db-slow"]])), timeout=30)
+    flag.unlink()
+    wait_for("db-slow out of DNS", lambda: a(fq("db")) == (
+        "NOERROR", sorted([ip["db-0"], ip["db-x"]])), timeout=30)
+    # ... and NXDOMAIN once no endpoint is ready.
+    for name in ("db-0", "db-x", "db-slow"):
+        lab.client.delete(POD, "default", name, params={"gracePeriodSeconds": "0"})
+    wait_for("db without endpoints: NXDOMAIN", lambda: a(fq("db"))[0] == "NXDOMAIN", timeout=30)
+
+    # The ExternalName Service changes its target.
+    lab.client.patch(SVC, "default", "ext", {"spec": {"externalName": "other.example.test"}})
+    wait_for("the new CNAME", lambda: dig(lab, "client", fq("ext")).answer == [
+        f"{fq('ext')} CNAME other.example.test.", f"other.example.test. A {FAKE_ANSWER}"],
+        timeout=30)
+
+    # A deleted Service becomes NXDOMAIN, over UDP and TCP.
+    lab.client.delete(SVC, "default", "web")
+    wait_for("web gone", lambda: a(fq("web"))[0] == "NXDOMAIN", timeout=30)
+    d = dig(lab, "client", "+tcp", fq("web"))
+    assert (d.status, d.answer) == ("NXDOMAIN", []), d.raw
+    assert dig(lab, "client", "-x", web_ip).status == "NXDOMAIN"
 
 
 def test_a_thousand_lookups_through_the_cluster_ip_never_stall(dns_lab: Any) -> None:
