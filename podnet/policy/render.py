@@ -1,0 +1,350 @@
+"""A PolicyModel + a node -> that node's policy objects in nft (pure): full body, changes.
+
+The objects live in the node's one table (`ip podnet-<cluster>`, shared with the service proxy);
+every name starts with `pol-`. <hex8> is the pod IP as 8 lowercase hex digits.
+
+  maps   pol-ingress            pod IP -> jump pol-in-<hex8>   (pods isolated for ingress)
+         pol-egress             pod IP -> jump pol-eg-<hex8>   (pods isolated for egress)
+  chains pol-forward (forward)  established/related accept; ip saddr vmap @pol-egress;
+                                ip daddr vmap @pol-ingress
+         pol-input (input)      established/related accept; ip saddr vmap @pol-egress
+         pol-rpf (prerouting -300)  from a pod's veth (`pn*`), a source that does not route
+                                back through that veth is dropped (no pod speaks for another)
+  per isolated pod and direction (in: saddr / accept; eg: daddr / return):
+  sets   pol-in-<hex8>-any      peers allowed on every port and protocol (intervals)
+         pol-in-<hex8>-ports    peer range . protocol . port range (intervals, DISJOINT boxes:
+                                the kernel refuses overlapping concatenated intervals)
+  chain  pol-in-<hex8>          own IP -> accept; @any -> accept; @ports -> accept;
+                                reject with icmp type admin-prohibited
+
+A packet costs one vmap lookup and at most three set lookups whatever the number of policies.
+
+Paths of a packet between two pods (or a pod and anything):
+
+    pod A --veth--> [prerouting: pol-rpf] --> forward: pol-forward --+-- @pol-egress[A]
+                                          \\                         |   (return | reject)
+                                           input: pol-input          +-- @pol-ingress[B]
+                                           (to the node itself)          (accept | reject)
+
+Changes are element diffs: a pod that becomes isolated gets its sets, chain and vmap element
+in one transaction; one that stops being isolated loses the vmap element first, then its chain
+and sets; a set whose content changed is flushed and refilled in the same transaction.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from podnet.policy.model import Grant, IpRange, PolicyModel, PortRange
+from podnet.proxy.render import CHUNK, Table
+
+INGRESS_MAP = "pol-ingress"
+EGRESS_MAP = "pol-egress"
+FORWARD_CHAIN = "pol-forward"
+INPUT_CHAIN = "pol-input"
+RPF_CHAIN = "pol-rpf"
+
+ALL_IPS = IpRange(0, 0xFFFFFFFF)
+PORTS_TYPE = "ipv4_addr . inet_proto . inet_service"
+REJECT = "reject with icmp type admin-prohibited"
+ESTABLISHED = "ct state established,related accept"
+RPF_RULE = 'iifname "pn*" fib saddr . iif oif missing drop'
+
+
+@dataclass(frozen=True, order=True)
+class Box:
+    """Peers `ips` x `protocol` ("TCP", "UDP", "SCTP") x ports lo..hi (inclusive)."""
+
+    ips: IpRange
+    protocol: str
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class PodSets:
+    """What one isolated pod allows in one direction: `any` peers on every port and protocol,
+    plus `ports` boxes (disjoint, and disjoint from `any`)."""
+
+    ip: int
+    any: tuple[IpRange, ...]
+    ports: tuple[Box, ...]
+
+
+@dataclass(frozen=True)
+class NodeRules:
+    ingress: Mapping[int, PodSets]  # pod IP -> sets, for pods on this node isolated for ingress
+    egress: Mapping[int, PodSets]
+
+
+@dataclass(frozen=True)
+class _Direction:
+    """What differs between the two directions' objects."""
+
+    prefix: str  # "pol-in" / "pol-eg"
+    vmap: str
+    field: str  # the peer's address in the packet
+    verdict: str  # what an allowed packet gets
+
+
+_INGRESS = _Direction("pol-in", INGRESS_MAP, "saddr", "accept")
+_EGRESS = _Direction("pol-eg", EGRESS_MAP, "daddr", "return")
+
+
+# --- flattening grants into sets -------------------------------------------------------------
+
+def merge_ranges(ranges: Iterable[IpRange]) -> tuple[IpRange, ...]:
+    """Sorted, disjoint, non-adjacent ranges covering exactly the union of `ranges`."""
+    out: list[IpRange] = []
+    for r in sorted(ranges):
+        if out and r.lo <= out[-1].hi + 1:
+            if r.hi > out[-1].hi:
+                out[-1] = IpRange(out[-1].lo, r.hi)
+        else:
+            out.append(r)
+    return tuple(out)
+
+
+def _merge_ports(ports: Iterable[PortRange]) -> frozenset[tuple[str, int, int]]:
+    """Per protocol, the union of the port ranges as disjoint, non-adjacent (protocol, lo, hi)."""
+    out: list[tuple[str, int, int]] = []
+    for p in sorted(ports):
+        if out and out[-1][0] == p.protocol and p.lo <= out[-1][2] + 1:
+            if p.hi > out[-1][2]:
+                out[-1] = (p.protocol, out[-1][1], p.hi)
+        else:
+            out.append((p.protocol, p.lo, p.hi))
+    return frozenset(out)
+
+
+def _peers(grant: Grant) -> tuple[IpRange, ...]:
+    return (ALL_IPS,) if grant.peers is None else grant.peers
+
+
+def _boxes(rects: list[tuple[IpRange, PortRange]],
+           any_ranges: tuple[IpRange, ...]) -> tuple[Box, ...]:
+    """Disjoint boxes covering the union of `rects` minus the addresses in `any_ranges`.
+
+    A sweep along the address axis: between two consecutive range boundaries the set of
+    rectangles that cover an address is constant, so each such slice gets the merged port
+    ranges of its rectangles; a (protocol, port range) found in consecutive, contiguous slices
+    becomes one box. Within a slice the merged ranges are disjoint, so the boxes are too."""
+    events: dict[int, Counter[PortRange]] = {}
+    any_events: Counter[int] = Counter()
+    for ips, ports in rects:
+        events.setdefault(ips.lo, Counter())[ports] += 1
+        events.setdefault(ips.hi + 1, Counter())[ports] -= 1
+    for r in any_ranges:
+        any_events[r.lo] += 1
+        any_events[r.hi + 1] -= 1
+    cuts = sorted(set(events) | set(any_events))
+    active: Counter[PortRange] = Counter()
+    in_any = 0
+    merged: dict[frozenset[PortRange], frozenset[tuple[str, int, int]]] = {}
+    open_runs: dict[tuple[str, int, int], int] = {}  # (protocol, lo, hi) -> first address
+    boxes: list[Box] = []
+    last = -2  # the last address of the previous slice that had ports
+
+    def close(keep: frozenset[tuple[str, int, int]]) -> None:
+        for key in [k for k in open_runs if k not in keep]:
+            boxes.append(Box(IpRange(open_runs.pop(key), last), *key))
+
+    for start, end in itertools.pairwise(cuts):
+        active.update(events.get(start, Counter()))
+        active = +active  # drop the ranges that ended
+        in_any += any_events.get(start, 0)
+        current: frozenset[tuple[str, int, int]] = frozenset()
+        if active and not in_any:
+            key = frozenset(active)
+            if key not in merged:
+                merged[key] = _merge_ports(key)
+            current = merged[key]
+        close(current if start == last + 1 else frozenset())
+        for k in current:
+            open_runs.setdefault(k, start)
+        if current:
+            last = end - 1
+    close(frozenset())
+    return tuple(sorted(boxes))
+
+
+def flatten(grants: Iterable[Grant]) -> tuple[tuple[IpRange, ...], tuple[Box, ...]]:
+    """The union of `grants` as (`any`, `ports`).
+
+    `any`: the merged peers of the grants that allow every port (ports None; peers None is
+    every address). `ports`: disjoint boxes covering exactly the union of peer range x
+    protocol x port range of the other grants, MINUS the addresses already in `any` (they
+    would add nothing). Both sorted."""
+    grants = list(grants)
+    any_ranges = merge_ranges(r for g in grants if g.ports is None for r in _peers(g))
+    rects = [(r, p) for g in grants if g.ports is not None for r in _peers(g) for p in g.ports]
+    return any_ranges, _boxes(rects, any_ranges)
+
+
+def node_rules(model: PolicyModel, node: str) -> NodeRules:
+    """The sets of the pods on `node` that are isolated, per direction, by pod IP (sorted).
+    A pod whose IP the model gives to another pod (a stale one) is left out."""
+    ingress: dict[int, PodSets] = {}
+    egress: dict[int, PodSets] = {}
+    for key, p in sorted(model.pods.items()):
+        ip = p.pod.ip
+        if p.pod.node != node or ip is None or model.by_ip.get(ip, key) != key:
+            continue
+        if p.ingress_isolated_by:
+            ingress[ip] = PodSets(ip, *flatten(p.ingress))
+        if p.egress_isolated_by:
+            egress[ip] = PodSets(ip, *flatten(p.egress))
+    return NodeRules(dict(sorted(ingress.items())), dict(sorted(egress.items())))
+
+
+# --- nft text -------------------------------------------------------------------------------
+
+def ip_text(value: int) -> str:
+    return ".".join(str((value >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+
+def hex8(ip: int) -> str:
+    """10.244.1.5 -> "0af40105"."""
+    return f"{ip:08x}"
+
+
+def range_text(r: IpRange) -> str:
+    return ip_text(r.lo) if r.lo == r.hi else f"{ip_text(r.lo)}-{ip_text(r.hi)}"
+
+
+def box_text(box: Box) -> str:
+    ports = str(box.lo) if box.lo == box.hi else f"{box.lo}-{box.hi}"
+    return f"{range_text(box.ips)} . {box.protocol.lower()} . {ports}"
+
+
+def chain_name(d: _Direction, ip: int) -> str:
+    return f"{d.prefix}-{hex8(ip)}"
+
+
+def pod_rules(d: _Direction, ip: int) -> list[str]:
+    chain = chain_name(d, ip)
+    return [f"ip {d.field} {ip_text(ip)} {d.verdict}",
+            f"ip {d.field} @{chain}-any {d.verdict}",
+            f"ip {d.field} . meta l4proto . th dport @{chain}-ports {d.verdict}",
+            REJECT]
+
+
+def _set_bodies(d: _Direction, ip: int) -> list[tuple[str, str]]:
+    chain = chain_name(d, ip)
+    return [(f"{chain}-any", "type ipv4_addr"), (f"{chain}-ports", f"type {PORTS_TYPE}")]
+
+
+def _element_lines(verb: str, table: Table, obj: str, elements: list[str]) -> list[str]:
+    """`add`/`delete element` lines, CHUNK elements each (none for no elements)."""
+    return [f"{verb} element {table.ref} {obj} {{ {', '.join(elements[i:i + CHUNK])} }}"
+            for i in range(0, len(elements), CHUNK)]
+
+
+def _fill(table: Table, d: _Direction, sets: PodSets, *, any_set: bool = True,
+          ports_set: bool = True) -> list[str]:
+    chain = chain_name(d, sets.ip)
+    lines: list[str] = []
+    if any_set:
+        lines += _element_lines("add", table, f"{chain}-any", [range_text(r) for r in sets.any])
+    if ports_set:
+        lines += _element_lines("add", table, f"{chain}-ports", [box_text(b) for b in sets.ports])
+    return lines
+
+
+def _jumps(d: _Direction, ips: Iterable[int]) -> list[str]:
+    return [f"{ip_text(ip)} : jump {chain_name(d, ip)}" for ip in ips]
+
+
+def _block_chain(name: str, hook: str | None, rules: list[str]) -> list[str]:
+    return [f"\tchain {name} {{", *([f"\t\t{hook}"] if hook else []),
+            *(f"\t\t{r}" for r in rules), "\t}"]
+
+
+def base_chains() -> list[tuple[str, str, list[str]]]:
+    """(name, hook line, rules) of the three base chains."""
+    return [
+        (FORWARD_CHAIN, "type filter hook forward priority 0; policy accept;",
+         [ESTABLISHED, f"ip saddr vmap @{EGRESS_MAP}", f"ip daddr vmap @{INGRESS_MAP}"]),
+        (INPUT_CHAIN, "type filter hook input priority 0; policy accept;",
+         [ESTABLISHED, f"ip saddr vmap @{EGRESS_MAP}"]),
+        (RPF_CHAIN, "type filter hook prerouting priority -300; policy accept;", [RPF_RULE]),
+    ]
+
+
+def _directions(rules: NodeRules) -> list[tuple[_Direction, Mapping[int, PodSets]]]:
+    return [(_INGRESS, rules.ingress), (_EGRESS, rules.egress)]
+
+
+def full_body(table: Table, rules: NodeRules) -> str:
+    """The policy objects of a table that was just (re)declared in the same transaction (the
+    proxy's full script) or is empty: one `table` block declaring the maps, the per-pod sets
+    and chains and the base chains, then `add element` lines for the sets and the vmaps."""
+    lines = [f"table {table.ref} {{"]
+    lines += [f"\tmap {m} {{\n\t\ttype ipv4_addr : verdict\n\t}}"
+              for m in (INGRESS_MAP, EGRESS_MAP)]
+    for d, pods in _directions(rules):
+        for ip in sorted(pods):
+            lines += [f"\tset {name} {{\n\t\t{body}\n\t\tflags interval\n\t}}"
+                      for name, body in _set_bodies(d, ip)]
+            lines += _block_chain(chain_name(d, ip), None, pod_rules(d, ip))
+    for name, hook, chain_rules in base_chains():
+        lines += _block_chain(name, hook, chain_rules)
+    lines.append("}")
+    for d, pods in _directions(rules):
+        for ip in sorted(pods):
+            lines += _fill(table, d, pods[ip])
+    for d, pods in _directions(rules):
+        lines += _element_lines("add", table, d.vmap, _jumps(d, sorted(pods)))
+    return "\n".join(lines) + "\n"
+
+
+def _changes(table: Table, d: _Direction, old: Mapping[int, PodSets],
+             new: Mapping[int, PodSets]) -> tuple[list[str], list[str]]:
+    """(removals, additions and refills) for one direction."""
+    ref = table.ref
+    gone = sorted(set(old) - set(new))
+    added = sorted(set(new) - set(old))
+    removals = _element_lines("delete", table, d.vmap, [ip_text(ip) for ip in gone])
+    for ip in gone:
+        chain = chain_name(d, ip)
+        removals += [f"flush chain {ref} {chain}", f"delete chain {ref} {chain}"]
+        removals += [f"delete set {ref} {name}" for name, _ in _set_bodies(d, ip)]
+    additions: list[str] = []
+    for ip in added:
+        chain = chain_name(d, ip)
+        additions += [f"add set {ref} {name} {{ {body}; flags interval; }}"
+                      for name, body in _set_bodies(d, ip)]
+        additions.append(f"add chain {ref} {chain}")
+        additions += [f"add rule {ref} {chain} {r}" for r in pod_rules(d, ip)]
+        additions += _fill(table, d, new[ip])
+    additions += _element_lines("add", table, d.vmap, _jumps(d, added))
+    for ip in sorted(set(old) & set(new)):
+        was, now = old[ip], new[ip]
+        chain = chain_name(d, ip)
+        if was.any != now.any:
+            additions += [f"flush set {ref} {chain}-any",
+                          *_fill(table, d, now, ports_set=False)]
+        if was.ports != now.ports:
+            additions += [f"flush set {ref} {chain}-ports",
+                          *_fill(table, d, now, any_set=False)]
+    return removals, additions
+
+
+def incremental(table: Table, old: NodeRules, new: NodeRules) -> str:
+    """A script (one transaction) taking the policy objects from `old` to `new`: pods no
+    longer isolated lose their vmap element, then their chain and sets; pods newly isolated
+    get their sets and chain, then their vmap element; changed sets are flushed and refilled.
+    "" when nothing changes."""
+    if old == new:
+        return ""
+    removals: list[str] = []
+    additions: list[str] = []
+    for (d, was), (_, now) in zip(_directions(old), _directions(new), strict=True):
+        r, a = _changes(table, d, was, now)
+        removals += r
+        additions += a
+    lines = removals + additions
+    return "\n".join(lines) + "\n" if lines else ""
