@@ -7,6 +7,8 @@
     podnet get KIND [NAME...] [-n NS|-A] [-o FMT]    server-side tables, YAML, JSON, names
     podnet delete (-f FILE | KIND NAME...)           delete and wait until gone
     podnet exec node/NAME|external -- CMD...         run CMD in a machine of the lab
+    podnet policy matrix [-f DIR] [--ports 80/TCP]   who can reach whom under NetworkPolicy
+    podnet policy explain --from NS/POD --to NS/POD --port 80/TCP   ... and why
     podnet server --state-dir DIR                    the API server process (podnet.server)
     podnet agent --state-dir DIR --node NODE         a node agent process (podnet.agent)
 
@@ -26,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from podnet.api.resources import Resource, lookup
-from podnet.cli import output
+from podnet.cli import output, policy
 from podnet.cli.apply import (
     ManifestError,
     Target,
@@ -486,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait until the objects are gone (default)")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
     p.set_defaults(func=cmd_delete)
+
+    p = add("policy", "NetworkPolicy: who can reach whom, and why (matrix, explain)")
+    policy.add_commands(p, common)
     return parser
 
 
