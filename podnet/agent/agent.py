@@ -1,6 +1,7 @@
 """The agent's loops. Watch handlers never touch the kernel themselves: they mark work and a
 loop does it (routes are recomputed from the cached Nodes; pods go to the pod runtime, which
-works per pod)."""
+works per pod; Services and NetworkPolicies are programmed into the node's one nft table by
+the proxier and the policy enforcer, which share a lock and the proxier's full syncs)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def _res(name: str) -> Resource:
 
 NODES, PODS, EVENTS = _res("nodes"), _res("pods"), _res("events")
 SERVICES, SLICES = _res("services"), _res("endpointslices")
+NAMESPACES, POLICIES = _res("namespaces"), _res("networkpolicies")
 HEARTBEAT = 10.0
 Obj = dict[str, Any]
 
@@ -86,6 +88,7 @@ class Agent:
         self.events_sent: dict[tuple[str, str, str], Obj] = {}
         self.cni_server: Any = None
         self.proxier: Any = None
+        self.enforcer: Any = None  # NetworkPolicy (podnet.policy.enforcer)
         self.node_side: Any = None  # the proxy's node-side parts (health ports, speaker)
 
     # -- start-up ------------------------------------------------------------------------------
@@ -168,27 +171,38 @@ class Agent:
         await asyncio.gather(*self.tasks)
 
     def _start_proxy(self) -> None:
-        """The service proxy: its own reflectors on Services and EndpointSlices; its first
-        (full) sync waits until both are listed."""
+        """The service proxy and the policy enforcer, in one table: the proxy's reflectors on
+        Services and EndpointSlices, the enforcer's on all Pods (peers live on every node),
+        Namespaces and NetworkPolicies. The proxy's first (full) sync, which carries the
+        enforcer's objects too, waits until all of them are listed."""
+        from podnet.policy.enforcer import Enforcer
         from podnet.proxy import model, parts, proxier, render
 
         config = self.state.load()
         node = model.NodeInfo(self.node, config.service_cidr, config.cluster_cidr, self.ip)
+        table = render.Table.for_node(self.cluster, node)
+        lock = asyncio.Lock()  # one transaction on the table at a time
         self.node_side = parts.NodeSide(self.ns, self.ip)
-        self.proxier = proxier.Proxier(self.ns, render.Table.for_node(self.cluster, node), node,
-                                       self.node_side)
-        services = Reflector(self.client, SERVICES, None, self.proxier.on_service)
-        slices = Reflector(self.client, SLICES, None, self.proxier.on_slice)
+        self.enforcer = Enforcer(self.ns, table, self.node, lock=lock, status_dir=self.dir)
+        self.proxier = proxier.Proxier(self.ns, table, node, self.node_side,
+                                       sections=(self.enforcer,), lock=lock)
+        self.enforcer.request_full = self.proxier.request_full_sync
+        reflectors = [Reflector(self.client, SERVICES, None, self.proxier.on_service),
+                      Reflector(self.client, SLICES, None, self.proxier.on_slice),
+                      Reflector(self.client, PODS, None, self.enforcer.on_pod),
+                      Reflector(self.client, NAMESPACES, None, self.enforcer.on_namespace),
+                      Reflector(self.client, POLICIES, None, self.enforcer.on_policy)]
         listed = asyncio.Event()
 
-        async def both_listed() -> None:
-            await services.synced.wait()
-            await slices.synced.wait()
+        async def all_listed() -> None:
+            for r in reflectors:
+                await r.synced.wait()
             if self.nodes is not None:
                 await self.nodes.synced.wait()
             listed.set()
 
-        for coro in (services.run(), slices.run(), both_listed(), self.proxier.run(listed)):
+        for coro in (*(r.run() for r in reflectors), all_listed(), self.proxier.run(listed),
+                     self.enforcer.run()):
             self.tasks.append(asyncio.create_task(coro))
 
     async def _start_pods(self, conf_dir: Path) -> None:
@@ -214,7 +228,8 @@ class Agent:
                          host_netns=self.ns)
         self.pods = PodManager(cluster=self.cluster, node=self.node, node_ip=self.ip,
                                state_dir=self.dir, cni=cni, on_status=self._pod_status,
-                               on_event=self._pod_event, on_gone=self._pod_gone)
+                               on_event=self._pod_event, on_gone=self._pod_gone,
+                               admit=self.enforcer.admit if self.enforcer else None)
         await self.pods.start()
         await self._network_ready(cni)
         # Attachments left by a crash (an ADD whose pod the runtime never recorded): before any

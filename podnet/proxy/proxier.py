@@ -6,6 +6,12 @@ applies the element diff against the Ruleset it last applied, kept in memory; th
 never read back. The first sync, and the one after any failure, is a full sync that replaces
 the table in one transaction, so nothing stale survives a restart of the agent.
 
+Other parts of the node's table (NetworkPolicy's `pol-` objects, podnet.policy.enforcer) are
+`sections`: a full sync appends each section's full body to its script, so the whole table,
+theirs included, is replaced in that one transaction, and tells them whether it was applied.
+Every apply to the table, the proxy's and the sections' own, holds the one `lock` they share,
+so no two transactions interleave.
+
 After the table, the node-side parts follow the same objects: the UDP conntrack entries of
 endpoints a Service stopped using are cleared, healthCheckNodePorts answer for the
 externalTrafficPolicy Local Services, and this node answers ARP for the LoadBalancer IPs the
@@ -20,7 +26,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from podnet.proxy import model, nft, render
@@ -61,13 +67,28 @@ class NodeParts(Protocol):
                    nodes: list[Obj]) -> dict[str, str]: ...
 
 
+class Section(Protocol):
+    """Another owner of objects in the table, carried by the proxy's full syncs."""
+
+    def full_body(self) -> str:
+        """Its current desired objects, as script lines that follow render.full's."""
+        ...
+
+    def full_applied(self) -> None: ...
+
+    def full_failed(self) -> None: ...
+
+
 class Proxier:
     def __init__(self, ns: str, table: render.Table, node: model.NodeInfo,
-                 parts: NodeParts | None = None) -> None:
+                 parts: NodeParts | None = None, *, sections: Sequence[Section] = (),
+                 lock: asyncio.Lock | None = None) -> None:
         self.ns = ns
         self.table = table
         self.node = node
         self.parts = parts
+        self.sections = tuple(sections)
+        self.lock = lock or asyncio.Lock()
         self.services: dict[Key, Obj] = {}
         self.slices: dict[Key, dict[str, Obj]] = {}
         self.slice_owner: dict[str, Key] = {}  # slice uid -> the Service it was filed under
@@ -165,12 +186,7 @@ class Proxier:
         dirty, self.dirty = self.dirty, set()
         flows: set[tuple[str, int, str | None]] = set()
         if self.full_needed:
-            with gc_paused():
-                ruleset = model.Ruleset.of(
-                    (k, model.compile_service(svc, self.slices.get(k, {}).values(), self.node))
-                    for k, svc in self.services.items())
-                script = render.full(self.table, ruleset)
-            await nft.apply(self.ns, script)
+            ruleset = await self._full_sync()
             self.ruleset, self.full_needed = ruleset, False
             dirty = set(self.services) | set(self.health) | self.balanced
             what = f"full sync, {len(ruleset.services)} services"
@@ -185,12 +201,35 @@ class Proxier:
             delta = self.ruleset.update(compiled)
             script = render.incremental(self.table, delta)
             if script:
-                await nft.apply(self.ns, script)
+                async with self.lock:
+                    await nft.apply(self.ns, script)
             what = f"{len(dirty)} services changed"
         self._note_parts(dirty, flows)
         self.syncs += 1
         self.last_sync = time.monotonic()
         log.info("proxy: %s in %.1f ms", what, (self.last_sync - started) * 1000)
+
+    async def _full_sync(self) -> model.Ruleset:
+        """Replace the whole table, the sections' objects included, in one transaction. The
+        script is built under the lock too: a section renders what it wants now, and nothing
+        of its own may be applied between that and this transaction."""
+        async with self.lock:
+            try:
+                with gc_paused():
+                    ruleset = model.Ruleset.of(
+                        (k, model.compile_service(svc, self.slices.get(k, {}).values(),
+                                                  self.node))
+                        for k, svc in self.services.items())
+                    script = render.full(self.table, ruleset)
+                    script += "".join(s.full_body() for s in self.sections)
+                await nft.apply(self.ns, script)
+            except BaseException:
+                for s in self.sections:
+                    s.full_failed()
+                raise
+            for s in self.sections:
+                s.full_applied()
+        return ruleset
 
     # -- what the node does besides the table ------------------------------------------------
 

@@ -3,12 +3,14 @@
 The agent calls `sync(pod)` with every version of its pods it sees, `forget(uid)` when a pod is
 gone from the API, and receives status (`on_status`), events (`on_event`) and "torn down"
 (`on_gone`) through callbacks. Each pod has one worker task that owns it: it creates the
-sandbox (network namespace and pause, CNI ADD), starts and restarts containers as
-podnet.runtime.status plans, runs their probes (podnet.runtime.prober: a container that fails
-its liveness or startup probe is killed, then restarted per the restartPolicy), runs their
-lifecycle hooks (podnet.runtime.hooks: postStart before a container counts as started, preStop
-before SIGTERM, within the grace period), reports status when it changes, and terminates the
-pod when it is deleted. Process exits arrive through pidfds; nothing polls.
+sandbox (network namespace and pause, CNI ADD, then the `admit` hook when the agent gives one:
+NetworkPolicy programs the pod's IP before any of its containers runs), starts and restarts
+containers as podnet.runtime.status plans, runs their probes (podnet.runtime.prober: a
+container that fails its liveness or startup probe is killed, then restarted per the
+restartPolicy), runs their lifecycle hooks (podnet.runtime.hooks: postStart before a
+container counts as started, preStop before SIGTERM, within the grace period), reports status
+when it changes, and terminates the pod when it is deleted. Process exits arrive through
+pidfds; nothing polls.
 
 A deleted pod terminates as kubelet terminates one: every container is stopped at once (preStop,
 SIGTERM, SIGKILL at the end of the grace period); liveness and startup probes stop but readiness
@@ -82,6 +84,8 @@ class CniLike(Protocol):
 StatusCallback = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
 EventCallback = Callable[[dict[str, Any], str, str, str], Awaitable[None]]
 GoneCallback = Callable[[dict[str, Any]], Awaitable[None]]
+# (pod, its IPs) after CNI ADD, before any container starts; raising fails the sandbox
+AdmitCallback = Callable[[dict[str, Any], list[str]], Awaitable[None]]
 
 
 def _meta(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,7 +131,8 @@ class PodManager:
     def __init__(self, *, cluster: str, node: str, node_ip: str, state_dir: Path, cni: CniLike,
                  on_status: StatusCallback, on_event: EventCallback, on_gone: GoneCallback,
                  cluster_dns: str = "10.96.0.10", cluster_domain: str = "cluster.local",
-                 host_resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
+                 host_resolv_conf: Path = Path("/etc/resolv.conf"),
+                 admit: AdmitCallback | None = None) -> None:
         self.cluster, self.node, self.node_ip = cluster, node, node_ip
         self.state_dir = Path(state_dir)
         self.cni = cni
@@ -135,6 +140,7 @@ class PodManager:
         self.cluster_domain = cluster_domain
         self.host_resolv_conf = host_resolv_conf
         self.on_status, self.on_event, self.on_gone = on_status, on_event, on_gone
+        self.admit = admit
         self.echo_path = ECHO_SOURCE
         self.prober = ProbeRunner(NETNS_DIR / names.node_netns(cluster, node))
         self.workers: dict[str, PodWorker] = {}
@@ -561,6 +567,16 @@ class PodWorker:
                 ) from None
             ips = sandbox.pod_ips(result, m.node_ip)
             self.sandbox["cniResult"] = result
+            if m.admit is not None:
+                try:
+                    await asyncio.wait_for(m.admit(self.pod, ips), CNI_TIMEOUT)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    await self.discard_sandbox(cni=True)
+                    raise sandbox.SandboxError(
+                        f'failed to admit sandbox "{netns_name}" to the network policy: '
+                        f'{e or type(e).__name__}') from None
             sandbox.rewrite_in_place(self.dir / "hosts", dnsconfig.hosts_file(
                 self.pod, ips, cluster_domain=m.cluster_domain))
         self.sandbox.update(ready=True, ips=ips)
