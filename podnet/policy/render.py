@@ -34,9 +34,9 @@ and sets; a set whose content changed is flushed and refilled in the same transa
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 from podnet.policy.model import Grant, IpRange, PolicyModel, PortRange
 from podnet.proxy.render import CHUNK, Table
@@ -96,10 +96,13 @@ _EGRESS = _Direction("pol-eg", EGRESS_MAP, "daddr", "return")
 
 # --- flattening grants into sets -------------------------------------------------------------
 
+_RANGE_ORDER = attrgetter("lo", "hi")
+
+
 def merge_ranges(ranges: Iterable[IpRange]) -> tuple[IpRange, ...]:
     """Sorted, disjoint, non-adjacent ranges covering exactly the union of `ranges`."""
     out: list[IpRange] = []
-    for r in sorted(ranges):
+    for r in sorted(ranges, key=_RANGE_ORDER):  # a key: the dataclass's own __lt__ is slow
         if out and r.lo <= out[-1].hi + 1:
             if r.hi > out[-1].hi:
                 out[-1] = IpRange(out[-1].lo, r.hi)
@@ -124,26 +127,29 @@ def _peers(grant: Grant) -> tuple[IpRange, ...]:
     return (ALL_IPS,) if grant.peers is None else grant.peers
 
 
-def _boxes(rects: list[tuple[IpRange, PortRange]],
+def _boxes(groups: list[tuple[tuple[IpRange, ...], tuple[PortRange, ...]]],
            any_ranges: tuple[IpRange, ...]) -> tuple[Box, ...]:
-    """Disjoint boxes covering the union of `rects` minus the addresses in `any_ranges`.
+    """Disjoint boxes covering the union of each group's (address ranges x port ranges) minus
+    the addresses in `any_ranges`.
 
+    A group is the merged peers of every grant with the same ports (a pod has few distinct
+    port lists and many peers, so the sweep below runs over groups, not over peer x port).
     A sweep along the address axis: between two consecutive range boundaries the set of
-    rectangles that cover an address is constant, so each such slice gets the merged port
-    ranges of its rectangles; a (protocol, port range) found in consecutive, contiguous slices
-    becomes one box. Within a slice the merged ranges are disjoint, so the boxes are too."""
-    events: dict[int, Counter[PortRange]] = {}
-    any_events: Counter[int] = Counter()
-    for ips, ports in rects:
-        events.setdefault(ips.lo, Counter())[ports] += 1
-        events.setdefault(ips.hi + 1, Counter())[ports] -= 1
+    groups that cover an address is constant, so each such slice gets the merged port ranges
+    of its groups; a (protocol, port range) found in consecutive, contiguous slices becomes
+    one box. Within a slice the merged ranges are disjoint, so the boxes are too."""
+    events: dict[int, list[tuple[int, int]]] = {}  # address -> (group, +1 | -1)
+    for i, (ranges, _) in enumerate(groups):
+        for r in ranges:
+            events.setdefault(r.lo, []).append((i, 1))
+            events.setdefault(r.hi + 1, []).append((i, -1))
     for r in any_ranges:
-        any_events[r.lo] += 1
-        any_events[r.hi + 1] -= 1
-    cuts = sorted(set(events) | set(any_events))
-    active: Counter[PortRange] = Counter()
-    in_any = 0
-    merged: dict[frozenset[PortRange], frozenset[tuple[str, int, int]]] = {}
+        events.setdefault(r.lo, []).append((-1, 1))
+        events.setdefault(r.hi + 1, []).append((-1, -1))
+    cuts = sorted(events)
+    count = [0] * (len(groups) + 1)  # the last one counts `any` (index -1)
+    active: set[int] = set()
+    merged: dict[frozenset[int], frozenset[tuple[str, int, int]]] = {}
     open_runs: dict[tuple[str, int, int], int] = {}  # (protocol, lo, hi) -> first address
     boxes: list[Box] = []
     last = -2  # the last address of the previous slice that had ports
@@ -153,14 +159,18 @@ def _boxes(rects: list[tuple[IpRange, PortRange]],
             boxes.append(Box(IpRange(open_runs.pop(key), last), *key))
 
     for start, end in itertools.pairwise(cuts):
-        active.update(events.get(start, Counter()))
-        active = +active  # drop the ranges that ended
-        in_any += any_events.get(start, 0)
+        for i, step in events[start]:
+            count[i] += step
+            if i >= 0:
+                if count[i]:
+                    active.add(i)
+                else:
+                    active.discard(i)
         current: frozenset[tuple[str, int, int]] = frozenset()
-        if active and not in_any:
+        if active and not count[-1]:
             key = frozenset(active)
             if key not in merged:
-                merged[key] = _merge_ports(key)
+                merged[key] = _merge_ports(p for g in key for p in groups[g][1])
             current = merged[key]
         close(current if start == last + 1 else frozenset())
         for k in current:
@@ -180,8 +190,12 @@ def flatten(grants: Iterable[Grant]) -> tuple[tuple[IpRange, ...], tuple[Box, ..
     would add nothing). Both sorted."""
     grants = list(grants)
     any_ranges = merge_ranges(r for g in grants if g.ports is None for r in _peers(g))
-    rects = [(r, p) for g in grants if g.ports is not None for r in _peers(g) for p in g.ports]
-    return any_ranges, _boxes(rects, any_ranges)
+    by_ports: dict[tuple[PortRange, ...], list[IpRange]] = {}
+    for g in grants:
+        if g.ports is not None:
+            by_ports.setdefault(g.ports, []).extend(_peers(g))
+    groups = [(merge_ranges(ranges), ports) for ports, ranges in by_ports.items()]
+    return any_ranges, _boxes(groups, any_ranges)
 
 
 def node_rules(model: PolicyModel, node: str) -> NodeRules:
@@ -323,20 +337,35 @@ def _changes(table: Table, d: _Direction, old: Mapping[int, PodSets],
     additions += _element_lines("add", table, d.vmap, _jumps(d, added))
     for ip in sorted(set(old) & set(new)):
         was, now = old[ip], new[ip]
+        if was == now:
+            continue
         chain = chain_name(d, ip)
-        if was.any != now.any:
-            additions += [f"flush set {ref} {chain}-any",
-                          *_fill(table, d, now, ports_set=False)]
-        if was.ports != now.ports:
-            additions += [f"flush set {ref} {chain}-ports",
-                          *_fill(table, d, now, any_set=False)]
+        # Element by element: a new pod among 300 peers is one element in each set that
+        # selects it, not a refill of thousands. Deletions go before every addition in the
+        # script: an added interval may overlap one deleted in the same transaction, which the
+        # kernel accepts (only live elements must be disjoint).
+        gone_any, new_any = _diff([range_text(r) for r in was.any],
+                                  [range_text(r) for r in now.any])
+        gone_ports, new_ports = _diff([box_text(b) for b in was.ports],
+                                      [box_text(b) for b in now.ports])
+        removals += _element_lines("delete", table, f"{chain}-any", gone_any)
+        removals += _element_lines("delete", table, f"{chain}-ports", gone_ports)
+        additions += _element_lines("add", table, f"{chain}-any", new_any)
+        additions += _element_lines("add", table, f"{chain}-ports", new_ports)
     return removals, additions
+
+
+def _diff(before: list[str], after: list[str]) -> tuple[list[str], list[str]]:
+    """(elements gone, elements new), each in its list's order."""
+    had, keep = set(before), set(after)
+    return [e for e in before if e not in keep], [e for e in after if e not in had]
 
 
 def incremental(table: Table, old: NodeRules, new: NodeRules) -> str:
     """A script (one transaction) taking the policy objects from `old` to `new`: pods no
     longer isolated lose their vmap element, then their chain and sets; pods newly isolated
-    get their sets and chain, then their vmap element; changed sets are flushed and refilled.
+    get their sets and chain, then their vmap element; changed sets lose the elements that
+    went (before any addition) and gain the new ones.
     "" when nothing changes."""
     if old == new:
         return ""

@@ -309,6 +309,7 @@ flush chain ip podnet-c1 pol-in-0af40105
 delete chain ip podnet-c1 pol-in-0af40105
 delete set ip podnet-c1 pol-in-0af40105-any
 delete set ip podnet-c1 pol-in-0af40105-ports
+delete element ip podnet-c1 pol-eg-0af40106-any { 10.244.1.5 }
 add set ip podnet-c1 pol-in-0af40106-any { type ipv4_addr; flags interval; }
 add set ip podnet-c1 pol-in-0af40106-ports { type ipv4_addr . inet_proto . inet_service; flags interval; }
 add chain ip podnet-c1 pol-in-0af40106
@@ -318,9 +319,7 @@ add rule ip podnet-c1 pol-in-0af40106 ip saddr . meta l4proto . th dport @pol-in
 add rule ip podnet-c1 pol-in-0af40106 reject with icmp type admin-prohibited
 add element ip podnet-c1 pol-in-0af40106-ports { 10.244.1.5 . sctp . 7 }
 add element ip podnet-c1 pol-ingress { 10.244.1.6 : jump pol-in-0af40106 }
-flush set ip podnet-c1 pol-eg-0af40105-ports
 add element ip podnet-c1 pol-eg-0af40105-ports { 10.244.2.7 . udp . 53 }
-flush set ip podnet-c1 pol-eg-0af40106-any
 """
 
 
