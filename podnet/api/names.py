@@ -17,7 +17,7 @@ _LABEL_VALUE = "(" + _QUALIFIED_NAME + ")?"
 _WILDCARD_SUBDOMAIN = r"\*\." + _DNS1123_SUBDOMAIN
 _C_IDENTIFIER = "[A-Za-z_][A-Za-z0-9_]*"
 
-_re = {k: re.compile(f"^{v}$") for k, v in {
+_re = {k: re.compile(v) for k, v in {  # fullmatch: `$` would let a trailing newline in
     "l1123": _DNS1123_LABEL, "s1123": _DNS1123_SUBDOMAIN, "l1035": _DNS1035_LABEL,
     "qname": _QUALIFIED_NAME, "lvalue": _LABEL_VALUE, "wild": _WILDCARD_SUBDOMAIN,
     "cid": _C_IDENTIFIER,
@@ -35,7 +35,7 @@ def _max_len(value: str, limit: int) -> list[str]:
 
 def is_dns1123_label(value: str) -> list[str]:
     errs = _max_len(value, DNS1123_LABEL_MAX)
-    if not _re["l1123"].match(value):
+    if not _re["l1123"].fullmatch(value):
         errs.append(
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
             "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
@@ -45,7 +45,7 @@ def is_dns1123_label(value: str) -> list[str]:
 
 def is_dns1123_subdomain(value: str) -> list[str]:
     errs = _max_len(value, DNS1123_SUBDOMAIN_MAX)
-    if not _re["s1123"].match(value):
+    if not _re["s1123"].fullmatch(value):
         errs.append(
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
             "'-' or '.', and must start and end with an alphanumeric character (e.g. "
@@ -55,7 +55,7 @@ def is_dns1123_subdomain(value: str) -> list[str]:
 
 def is_dns1035_label(value: str) -> list[str]:
     errs = _max_len(value, DNS1123_LABEL_MAX)
-    if not _re["l1035"].match(value):
+    if not _re["l1035"].fullmatch(value):
         errs.append(
             "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start "
             "with an alphabetic character, and end with an alphanumeric character (e.g. "
@@ -65,7 +65,7 @@ def is_dns1035_label(value: str) -> list[str]:
 
 def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
     errs = _max_len(value, DNS1123_SUBDOMAIN_MAX)
-    if not _re["wild"].match(value):
+    if not _re["wild"].fullmatch(value):
         errs.append(
             "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS "
             "subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and "
@@ -97,7 +97,7 @@ def is_qualified_name(value: str) -> list[str]:
         return errs
     if len(name) > QUALIFIED_NAME_MAX:
         errs.append(f"name part must be no more than {QUALIFIED_NAME_MAX} characters")
-    if not _re["qname"].match(name):
+    if not _re["qname"].fullmatch(name):
         errs.append(
             "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
             "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
@@ -107,7 +107,7 @@ def is_qualified_name(value: str) -> list[str]:
 
 def is_label_value(value: str) -> list[str]:
     errs = _max_len(value, LABEL_VALUE_MAX)
-    if not _re["lvalue"].match(value):
+    if not _re["lvalue"].fullmatch(value):
         errs.append(
             "a valid label must be an empty string or consist of alphanumeric characters, '-', "
             "'_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  "
@@ -132,7 +132,7 @@ def is_port_name(value: str) -> list[str]:
 
 
 def is_c_identifier(value: str) -> list[str]:
-    if _re["cid"].match(value):
+    if _re["cid"].fullmatch(value):
         return []
     return ["a valid C identifier must start with alphabetic character or '_', followed by a "
             "string of alphanumeric characters or '_' (e.g. 'my_name',  or 'MY_NAME',  or "

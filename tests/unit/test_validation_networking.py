@@ -921,3 +921,13 @@ def test_a_wrong_type_is_reported_at_its_path() -> None:
     assert errors(ING, string_port) == [
         'spec.defaultBackend.service.port.number: Invalid value: "80": must be of type int32',
         "spec.defaultBackend: Required value: port name or number is required"]
+
+
+@pytest.mark.parametrize("value", ["web\n", "a.example.com\n"])
+def test_a_trailing_newline_is_no_valid_name(value):
+    """Python's `$` matches before a final newline; Go's (and so the API's) does not."""
+    from podnet.api import names
+    assert names.is_dns1123_subdomain(value)
+    assert names.is_dns1123_label("web\n")
+    assert names.is_qualified_name("app\n")
+    assert names.is_label_value("v1\n")

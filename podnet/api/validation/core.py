@@ -153,7 +153,7 @@ def _changed_paths(old: Any, new: Any, path: str, out: list[str]) -> None:
 
 # -- resource quantities ----------------------------------------------------------------------
 
-QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)\Z")
 QUANTITY_MSG = ("quantities must match the regular expression "
                 "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
 _SUFFIXES = {
@@ -279,7 +279,7 @@ _RESOURCE_FIELD_PATHS = sorted({
     "limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
     "requests.memory", "requests.ephemeral-storage",
 })
-_CONFIG_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
+_CONFIG_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+\Z")
 
 
 def is_config_map_key(value: str) -> list[str]:
@@ -469,7 +469,7 @@ def _host_port_conflicts(ctrs: list[tuple[Obj, str]], errs: Errors) -> None:
             seen.add(k)
 
 
-_HEADER_RE = re.compile(r"^[-A-Za-z0-9]+$")
+_HEADER_RE = re.compile(r"^[-A-Za-z0-9]+\Z")
 
 
 def _validate_handler(handler: Obj, path: str, grace: int | None, kinds: tuple[str, ...],
