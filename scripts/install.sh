@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(iproute2 nftables sqlite3 ca-certificates iputils-ping util-linux
           containernetworking-plugins gcc libc6-dev procps curl conntrack
-          iputils-arping bind9-dnsutils)
+          iputils-arping bind9-dnsutils haproxy)
 VENV=.venv
 STAMP="$VENV/.podnet-installed"   # newer than pyproject.toml once the install is done
 
