@@ -44,6 +44,12 @@ NODES, PODS, EVENTS = _res("nodes"), _res("pods"), _res("events")
 SERVICES, SLICES = _res("services"), _res("endpointslices")
 NAMESPACES, POLICIES = _res("namespaces"), _res("networkpolicies")
 HEARTBEAT = 10.0
+# NetworkPolicy rejects with ICMP admin-prohibited, which the kernel rate-limits per
+# destination (from the 7th quick denial on, a refused connect waited 1 s here). These limits
+# are per network namespace (checked on this kernel: the host's stay as they are), and only
+# the node's own namespace is changed.
+NODE_ICMP_SYSCTLS = ("net.ipv4.icmp_ratelimit=0", "net.ipv4.icmp_msgs_per_sec=100000",
+                     "net.ipv4.icmp_msgs_burst=10000")
 Obj = dict[str, Any]
 
 
@@ -156,7 +162,7 @@ class Agent:
         await self.register()
         self.pod_cidr = await self.wait_pod_cidr()
         await netns.arun(["ip", "netns", "exec", self.ns, "sysctl", "-q", "-w",
-                          "net.ipv4.ip_forward=1"])
+                          "net.ipv4.ip_forward=1", *NODE_ICMP_SYSCTLS])
         conf_dir = self.write_conflist()
         if self.backend == "vxlan":
             mac = await routes.ensure_vxlan(self.ns, self.ip, self.pod_cidr)
@@ -210,6 +216,7 @@ class Agent:
         from podnet.cni.server import CniServer, install_shim
         from podnet.runtime.pods import PodManager
 
+        config = self.state.load()
         # podnet-cni as the runtime execs it: a C shim that hands the call to the CNI server in
         # this process (no interpreter start-up per call), falling back to the Python launcher
         # when the server is down; then the reference plugins where Debian puts them.
@@ -229,7 +236,11 @@ class Agent:
         self.pods = PodManager(cluster=self.cluster, node=self.node, node_ip=self.ip,
                                state_dir=self.dir, cni=cni, on_status=self._pod_status,
                                on_event=self._pod_event, on_gone=self._pod_gone,
-                               admit=self.enforcer.admit if self.enforcer else None)
+                               admit=self.enforcer.admit if self.enforcer else None,
+                               # kubelet without a cluster DNS: ClusterFirst pods fall back to
+                               # Default, with a MissingClusterDNS event
+                               cluster_dns=config.cluster_dns if config.dns else "",
+                               cluster_domain=config.cluster_domain)
         await self.pods.start()
         await self._network_ready(cni)
         # Attachments left by a crash (an ADD whose pod the runtime never recorded): before any

@@ -550,6 +550,28 @@ def test_one_node_gets_one_dns_pod_and_pod_records_can_be_off(make_lab: Any) -> 
     assert fields["dns"] == f"{DNS_IP} (kube-system/kube-dns), podnet-dns-1 on node-1 Ready"
 
 
+def test_without_the_cluster_dns_cluster_first_pods_fall_back_to_default(make_lab: Any) -> None:
+    """kubelet without a cluster DNS: a ClusterFirst pod gets the node's resolv.conf and a
+    MissingClusterDNS warning, rather than a nameserver nobody answers on."""
+    lab = make_lab(nodes=1)  # no cluster DNS
+    assert lab.state.load().dns is False
+    lab.client.create(lab.res("Pod"), "default", client_pod("first", "node-1"))
+    lab.client.create(lab.res("Pod"), "default", client_pod(
+        "none", "node-1", dnsPolicy="None", dnsConfig={"nameservers": ["192.0.2.53"]}))
+    first = running(lab, "first")
+    running(lab, "none")
+    assert out(lab, "first", "cat", "/etc/resolv.conf") == Path("/etc/resolv.conf").read_text()
+    assert out(lab, "none", "cat", "/etc/resolv.conf") == "nameserver 192.0.2.53\n"
+
+    def warnings() -> list[dict[str, Any]]:
+        events = lab.client.list(lab.res("Event"), "default")["items"]
+        return [e for e in events if e["reason"] == "MissingClusterDNS"]
+    found = wait_for("the MissingClusterDNS event", warnings)
+    assert [(e["type"], e["involvedObject"]["name"]) for e in found] == [("Warning", "first")]
+    assert 'Falling back to "Default" policy' in found[0]["message"]
+    assert first["metadata"]["uid"] in found[0]["message"]
+
+
 def test_the_control_plane_alone_has_no_cluster_dns(cluster_root: Path) -> None:
     name = "c" + secrets.token_hex(3)
     env = {**os.environ, "PODNET_STATE_ROOT": str(cluster_root)}
