@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
+from errno import EHOSTUNREACH
 from pathlib import Path
 
 import pytest
+from labkit import wait_for
 from policykit import (
     Net,
     Peer,
@@ -31,9 +34,20 @@ from policykit import (
     summary,
 )
 
+from podnet.api.resources import Resource, lookup
 from podnet.cluster import lifecycle
 
 pytestmark = pytest.mark.integration
+
+
+CONNECT_ERRNO = ("import socket, sys; s = socket.socket(); s.settimeout(3); "
+                 "print(s.connect_ex((sys.argv[1], 80)))")
+
+
+def resource(kind: str) -> Resource:
+    res = lookup(kind)
+    assert res is not None
+    return res
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +220,47 @@ def test_ip_block_with_except_aimed_at_pod_ips(net: Net) -> None:
     assert len(on_node2) == 3
     net.check(expect(ingress=lambda s, d, port, proto: d.key != "x/a" or s.key != "x/b",
                      egress=lambda s, d, port, proto: s.key != "y/a" or d.key not in on_node2))
+
+
+def test_ip_blocks_see_pod_ips_after_service_dnat(net: Net) -> None:
+    """A connection to a ClusterIP is checked against the endpoint's address: x/a may only
+    reach the pod CIDRs but x/b's address, so through Services it reaches x/c and not x/b,
+    although neither Service IP is in the ipBlock at all."""
+    services = resource("Service")
+    made = []
+    try:
+        ips = {}
+        for name, target in (("to-b", "b"), ("to-c", "c")):
+            svc = net.client.create(services, "x", {
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                "spec": {"selector": {"pod": target},
+                         "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP"}]}})
+            made.append(name)
+            ips[name] = svc["spec"]["clusterIP"]
+
+        def curl(key: str, ip: str) -> subprocess.CompletedProcess[str]:
+            return net.in_pod(key, "curl", "-sS", "--max-time", "3", f"http://{ip}/")
+
+        # Both Services answer an unrestricted client (their endpoints are programmed).
+        for name, ip in ips.items():
+            wait_for(f"Service {name} answering", lambda ip=ip: curl("y/a", ip).returncode == 0,
+                     timeout=40)
+        xb = net.pods["x/b"].ip
+        net.apply(policy("x", "a-out-to-pods-but-b", podSelector={"matchLabels": {"pod": "a"}},
+                         policyTypes=["Egress"],
+                         egress=[{"to": [{"ipBlock": {"cidr": "10.244.0.0/16",
+                                                      "except": [f"{xb}/32"]}}]}]))
+        net.wait_enforced()
+        to_c, to_b = curl("x/a", ips["to-c"]), curl("x/a", ips["to-b"])
+        assert to_c.returncode == 0 and '"pod": "c"' in to_c.stdout, to_c
+        assert to_b.returncode == 7, to_b
+        # ... refused by policy (ICMP admin-prohibited: EHOSTUNREACH), not by the proxy
+        # (a Service without endpoints is refused with ECONNREFUSED)
+        errno = net.in_pod("x/a", sys.executable, "-c", CONNECT_ERRNO, ips["to-b"])
+        assert errno.stdout.strip() == str(EHOSTUNREACH), errno
+    finally:
+        for name in made:
+            net.client.delete(services, "x", name)
 
 
 # -- ports ------------------------------------------------------------------------------------
