@@ -73,6 +73,25 @@ echo
 echo "It is all one nftables table per node, in sets and maps (here the ClusterIPs):"
 show $PODNET exec "node/$CLIENT_NODE" -- nft list set ip "podnet-${PODNET_CLUSTER:-podnet}" cluster-ips
 echo
+echo "NetworkPolicy. Before deploying anything, ask what examples/policy.yaml would do (offline:"
+echo "the manifests alone, no cluster needed; the pods' addresses are made up):"
+show $PODNET policy matrix -f examples/demo.yaml -f examples/policy.yaml --namespaces demo
+show $PODNET apply -f examples/policy.yaml
+WEB1_IP=$(ip_of web-1)
+echo
+echo "Now web-1 refuses the client at once (the kernel rejects it; no timeout), and says why:"
+show $PODNET exec -n demo client -- curl -sS --max-time 5 "http://$WEB1_IP:8080/" || true
+show $PODNET policy explain -n demo --from client --to web-1 --port 8080/TCP
+echo
+echo "Label the client as a frontend: the same request passes."
+show $KUBECTL --kubeconfig "$($PODNET kubeconfig)" label pod -n demo client role=frontend
+for _ in $(seq 50); do
+    $PODNET exec -n demo client -- curl -s --max-time 2 "http://$WEB1_IP:8080/" >/dev/null && break
+    sleep 0.1
+done
+show $PODNET exec -n demo client -- curl -sS --max-time 5 "http://$WEB1_IP:8080/allowed"
+show $PODNET policy explain -n demo --from client --to web-1 --port 8080/TCP
+echo
 echo "The cluster is running; the real kubectl works against it:"
 echo "  export KUBECONFIG=\$($PODNET kubeconfig)"
 echo "  $KUBECTL get pods -A -o wide"
