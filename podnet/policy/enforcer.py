@@ -9,9 +9,11 @@ objects out (shell).
     proxier full sync ──full_body()──▶ the current desired objects, in the proxy's transaction
 
 Watch handlers never touch the kernel: they index the object, count a generation when what
-policy sees changed, and wake the loop. The loop recompiles the whole model from the caches
-(compile_model is a pure function of the three sets) and applies the difference between what
-it last applied, kept in memory, and the new NodeRules; the table is never read back.
+policy sees changed, and wake the loop. The loop recompiles the model from the caches
+(compile_model is a pure function of the three sets; model.Compiler remembers what each
+unchanged policy contributed while pods and namespaces stay the same, and only the pods whose
+compiled policy changed are rendered again) and applies the difference between what it last
+applied, kept in memory, and the new NodeRules; the table is never read back.
 
 The `pol-` objects live in the service proxy's table, whose full sync deletes the table first.
 So this loop never creates the table: the proxy's first full sync carries the policy objects
@@ -109,6 +111,9 @@ class Enforcer:
         self.last_took = 0.0  # ms, compile and apply of the last change
         # the pods rendered last (this node's, owning their IPs) and their rules
         self.rendered: tuple[dict[str, model.PodPolicy], render.NodeRules] = ({}, EMPTY)
+        # compile_model with memory: a policy that did not change is not compiled again while
+        # the pods and namespaces stay the same
+        self.compiler = model.Compiler()
 
     # -- watch handlers: index and wake, nothing else --------------------------------------------
 
@@ -226,7 +231,7 @@ class Enforcer:
         """The current desired state of this node's policy objects."""
         started = time.monotonic()
         gen, rv = self.gen, self.seen_rv
-        compiled = model.compile_model(self.view(), self.namespaces, self.policies.values())
+        compiled = self.compiler.compile(self.view(), self.namespaces, self.policies.values())
         rules = self.node_rules(compiled)
         mine = [p for p in compiled.pods.values() if p.pod.node == self.node]
         isolated = (sum(1 for p in mine if p.ingress_isolated_by),

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from podnet.policy.model import (
+    Compiler,
     Grant,
     IpRange,
     NamedPort,
@@ -852,3 +853,33 @@ def test_model_is_a_pure_function_of_its_inputs() -> None:
     again = compile_model(list(reversed(pods)), dict(namespaces), list(reversed(policies)))
     assert first == again
     assert compile_model([replace(p) for p in pods], namespaces, policies) == first
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_compiler_with_memory_gives_compile_models_result(seed: int) -> None:
+    """Compiler reuses what unchanged policies contributed while pods and namespaces stay the
+    same; after any sequence of changes its model is exactly a fresh compile's."""
+    rng = random.Random(seed)
+    pods, namespaces, policies = _random_cluster(seed)
+    names = sorted(namespaces)
+    compiler = Compiler()
+    for step in range(12):
+        what = rng.randrange(4)
+        if what == 0 and policies:  # one policy changes (a new resourceVersion)
+            i = rng.randrange(len(policies))
+            policies[i] = {**_random_policy(rng, i, names),
+                           "metadata": {**policies[i]["metadata"], "uid": f"u{i}",
+                                        "resourceVersion": str(step)}}
+        elif what == 1:  # a policy comes or goes
+            if policies and rng.random() < 0.5:
+                policies.pop(rng.randrange(len(policies)))
+            else:
+                policies.append(_random_policy(rng, 100 + step, names))
+        elif what == 2 and pods:  # a pod's labels change
+            i = rng.randrange(len(pods))
+            pods[i] = replace(pods[i], labels={"app": rng.choice(LABEL_VALUES)})
+        got = compiler.compile(pods, namespaces, policies)
+        assert got == compile_model(pods, namespaces, policies), (seed, step)
+    # Nothing changed: everything comes from memory.
+    compiler.compile(pods, namespaces, policies)
+    assert compiler.reused == len(policies)
