@@ -1,9 +1,11 @@
 """What podnet's long-running processes (the API server, the node agents) share: logging to
-their log file's stream, and an asyncio loop (uvloop for the server)."""
+their log file's stream, an asyncio loop (uvloop for the server), and keeping the garbage
+collector's full passes out of the way of changes."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -24,3 +26,22 @@ def run(main: Coroutine[Any, Any, None], log_level: str, *, fast_loop: bool = Tr
             pass
     asyncio.run(main)
     return 0
+
+
+def settle_heap() -> None:
+    """After a sync: the objects alive now (the caches, the state just applied) leave the
+    collector's generations (gc.freeze; O(1)). An agent holds hundreds of thousands of small
+    objects; a full collection over them took 65 ms here, in the middle of a policy change,
+    and was most of its p99. Frozen objects are still freed by reference counting; only cycles
+    among them wait for `collect_now_and_then`."""
+    gc.freeze()
+
+
+async def collect_now_and_then(period: float = 300.0) -> None:
+    """Every `period` seconds, one full collection of everything (cycles that were frozen
+    included), then freeze again: one pause every few minutes instead of one per burst."""
+    while True:
+        await asyncio.sleep(period)
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()

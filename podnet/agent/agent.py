@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from podnet import daemon
 from podnet.agent import routes
 from podnet.agent.node import (
     VXLAN_MAC_ANNOTATION,
@@ -174,6 +175,7 @@ class Agent:
         self._start_proxy()
         await self._start_pods(conf_dir)
         self.tasks.append(asyncio.create_task(self._heartbeat()))
+        self.tasks.append(asyncio.create_task(daemon.collect_now_and_then()))
         await asyncio.gather(*self.tasks)
 
     def _start_proxy(self) -> None:

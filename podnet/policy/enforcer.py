@@ -43,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from podnet import daemon
 from podnet.policy import model, render
 from podnet.proxy import nft
 from podnet.proxy.render import Table
@@ -222,6 +223,7 @@ class Enforcer:
                 await nft.apply(self.ns, script)
             self._done(new)
         self.syncs += 1
+        daemon.settle_heap()
         took = self.last_took = (time.monotonic() - started) * 1000
         self._write_status()
         log.info("policy: %d policies over %d pods compiled in %.1f ms, applied in %.1f ms",

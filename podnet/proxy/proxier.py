@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+from podnet import daemon
 from podnet.proxy import model, nft, render
 
 log = logging.getLogger("podnet.proxy")
@@ -206,6 +207,7 @@ class Proxier:
             what = f"{len(dirty)} services changed"
         self._note_parts(dirty, flows)
         self.syncs += 1
+        daemon.settle_heap()
         self.last_sync = time.monotonic()
         log.info("proxy: %s in %.1f ms", what, (self.last_sync - started) * 1000)
 
