@@ -3,6 +3,7 @@
     podnet up | down | status | kubeconfig          the cluster on this machine (--name N)
     podnet up --nodes N --backend host-gw|vxlan     ... with N nodes (default 2; 0: no lab)
     podnet up --dns-upstream IP[:PORT]              ... its cluster DNS forwarding there
+    podnet up --no-ingress                          ... without the ingress (HAProxy)
     podnet apply -f FILE|DIR|-                       client-side apply, as kubectl's
     podnet get KIND [NAME...] [-n NS|-A] [-o FMT]    server-side tables, YAML, JSON, names
     podnet delete (-f FILE | KIND NAME...)           delete and wait until gone
@@ -114,10 +115,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     if nodes is None and new:
         nodes = topology.DEFAULT_NODES  # a new cluster; an existing one keeps its nodes
     dns = False if args.no_dns else (True if new else None)  # likewise its cluster DNS
+    ingress = False if args.no_ingress else (True if new else None)  # and its ingress
     lifecycle.up(args.name, wait=args.timeout, port=args.port, nodes=nodes,
                  backend=args.backend, lan_cidr=args.lan_cidr, cni=args.cni,
                  lb_pool=args.lb_pool, dns=dns, dns_upstreams=args.dns_upstream,
-                 dns_pod_records="disabled" if args.no_pod_records else None)
+                 dns_pod_records="disabled" if args.no_pod_records else None,
+                 ingress=ingress)
     return 0
 
 
@@ -441,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pod-records", action="store_true",
                    help="a new cluster's DNS answers no a-b-c-d.<ns>.pod.cluster.local names "
                         "(default: answered, as kubeadm's CoreDNS does: pods insecure)")
+    p.add_argument("--no-ingress", action="store_true",
+                   help="a new cluster without the ingress (HAProxy in ingress-podnet, "
+                        "IngressClass podnet)")
     p.set_defaults(func=cmd_up)
     add("down", "stop the cluster and remove its state").set_defaults(func=cmd_down)
     add("status", "show the cluster and its components").set_defaults(func=cmd_status)

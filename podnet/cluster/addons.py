@@ -1,4 +1,4 @@
-"""The API objects `podnet up` creates for the cluster DNS (pure: no I/O).
+"""The API objects `podnet up` creates for the cluster DNS and the ingress (pure: no I/O).
 
 What kubeadm makes for CoreDNS, with podnet's own server in its place:
 
@@ -24,6 +24,21 @@ the DNS debugging guide, monitoring rules), so podnet keeps it. `kubernetes.io/n
 implementation: kubeadm writes "CoreDNS", and tools read it (`kubectl cluster-info` prints it as
 "<name> is running at ..."); podnet writes "podnet-dns", since claiming CoreDNS would send users
 looking for a Corefile that does not exist.
+
+The ingress (podnet.ingress), as ingress-nginx's manifests make theirs:
+
+    Namespace ingress-podnet
+    IngressClass podnet              spec.controller podnet.dev/ingress-controller; not the
+                                     default class (a user marks it with the annotation)
+    Service ingress-podnet/podnet-ingress
+                                     LoadBalancer, 80 -> http, 443 -> https;
+                                     externalTrafficPolicy Local: the node holding the pod
+                                     announces the address, and the client's address survives
+                                     to X-Forwarded-For
+    Pod ingress-podnet/podnet-ingress
+                                     on node-1: `python -m podnet.ingress.main`, which runs
+                                     HAProxy as its child; readiness on 10254 /healthz (once
+                                     HAProxy serves the first configuration), /metrics there
 """
 
 from __future__ import annotations
@@ -256,3 +271,157 @@ def pod_ready(pod: Obj) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
                for c in conditions)
+
+
+# -- the ingress ------------------------------------------------------------------------------
+
+INGRESS_NAMESPACE = "ingress-podnet"
+INGRESS_NAME = "podnet-ingress"  # the pod and the Service
+INGRESS_CLASS = "podnet"  # = podnet.ingress.routes.CLASS_NAME (not imported: it is heavy)
+INGRESS_CONTROLLER = "podnet.dev/ingress-controller"  # = podnet.ingress.routes.CONTROLLER
+INGRESS_CONTAINER = "controller"
+INGRESS_IMAGE = "podnet/ingress"  # informational, as DNS_IMAGE
+INGRESS_MODULE = "podnet.ingress.main"
+INGRESS_NODE_INDEX = 0  # node-1
+INGRESS_HTTP_PORT = 80
+INGRESS_HTTPS_PORT = 443
+INGRESS_HEALTH_PORT = 10254  # the controller's /healthz and /metrics (ingress-nginx's port)
+INGRESS_GRACE_SECONDS = 10
+INGRESS_LABELS = (("app.kubernetes.io/name", "podnet-ingress"),
+                  ("app.kubernetes.io/component", "controller"))
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    """Everything the ingress objects depend on; the caller reads it from the cluster's
+    state."""
+
+    python: str  # the interpreter that runs the controller
+    pythonpath: str  # the source tree it imports podnet from ("" to leave PYTHONPATH unset)
+    api_socket: str  # the API server's unix socket
+    token_file: str  # the cluster's bearer token file
+    state_dir: str  # the pod's own directory: HAProxy's configuration, maps, certificates
+
+
+@dataclass(frozen=True)
+class IngressObjects:
+    namespace: Obj
+    ingress_class: Obj
+    service: Obj
+    pod: Obj | None  # None without nodes
+
+
+def ingress_labels() -> dict[str, str]:
+    return dict(INGRESS_LABELS)
+
+
+def ingress_label_selector() -> str:
+    return ",".join(f"{k}={v}" for k, v in INGRESS_LABELS)
+
+
+def ingress_publish_service() -> str:
+    """The Service whose LoadBalancer address goes into the Ingresses' status."""
+    return f"{INGRESS_NAMESPACE}/{INGRESS_NAME}"
+
+
+def ingress_command(s: IngressSettings) -> list[str]:
+    """The controller's command line in the ingress pod."""
+    return [s.python, "-m", INGRESS_MODULE,
+            "--api", f"unix://{s.api_socket}", "--token-file", s.token_file,
+            "--state-dir", s.state_dir, "--publish-service", ingress_publish_service(),
+            "--ingress-class", INGRESS_CLASS, "--controller-name", INGRESS_CONTROLLER,
+            "--http-port", str(INGRESS_HTTP_PORT), "--https-port", str(INGRESS_HTTPS_PORT),
+            "--health-port", str(INGRESS_HEALTH_PORT)]
+
+
+def ingress_namespace() -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": INGRESS_NAMESPACE,
+                         "labels": {"app.kubernetes.io/name": INGRESS_NAME}}}
+
+
+def ingress_class() -> Obj:
+    """The `podnet` IngressClass: podnet's controller, not the cluster's default class."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": INGRESS_CLASS, "labels": ingress_labels()},
+            "spec": {"controller": INGRESS_CONTROLLER}}
+
+
+def ingress_service() -> Obj:
+    """ingress-podnet/podnet-ingress: the LoadBalancer in front of the ingress pod."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": INGRESS_NAME, "namespace": INGRESS_NAMESPACE,
+                     "labels": ingress_labels()},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": ingress_labels(),
+            "ports": [
+                {"name": "http", "port": INGRESS_HTTP_PORT, "protocol": "TCP",
+                 "targetPort": "http"},
+                {"name": "https", "port": INGRESS_HTTPS_PORT, "protocol": "TCP",
+                 "targetPort": "https"},
+            ],
+        },
+    }
+
+
+def ingress_pod(s: IngressSettings, node: str) -> Obj:
+    """The controller's pod, bound to `node`."""
+    env = [{"name": "PYTHONUNBUFFERED", "value": "1"},
+           {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+           {"name": "POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    if s.pythonpath:
+        env.insert(0, {"name": "PYTHONPATH", "value": s.pythonpath})
+    container = {
+        "name": INGRESS_CONTAINER,
+        "image": INGRESS_IMAGE,
+        "command": ingress_command(s),
+        "env": env,
+        "ports": [
+            {"name": "http", "containerPort": INGRESS_HTTP_PORT, "protocol": "TCP"},
+            {"name": "https", "containerPort": INGRESS_HTTPS_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": INGRESS_HEALTH_PORT, "protocol": "TCP"},
+        ],
+        # Ready once HAProxy serves the first configuration; probed every second so that
+        # `up` (which waits for it) is not held up by kubelet's default 10 s period.
+        "readinessProbe": _http_probe(INGRESS_HEALTH_PORT, "/healthz", periodSeconds=1,
+                                      timeoutSeconds=1, failureThreshold=3),
+        # ingress-nginx's liveness timings.
+        "livenessProbe": _http_probe(INGRESS_HEALTH_PORT, "/healthz", initialDelaySeconds=10,
+                                     periodSeconds=10, timeoutSeconds=1, failureThreshold=5),
+    }
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": INGRESS_NAME, "namespace": INGRESS_NAMESPACE,
+                     "labels": ingress_labels()},
+        "spec": {
+            "nodeName": node,
+            "dnsPolicy": "Default",  # it needs no cluster DNS, and must not wait for it
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": INGRESS_GRACE_SECONDS,
+            "containers": [container],
+        },
+    }
+
+
+def ingress_node(nodes: Sequence[str]) -> str | None:
+    """Where the ingress pod goes: node-1 (the first node); None without nodes."""
+    return nodes[INGRESS_NODE_INDEX] if len(nodes) > INGRESS_NODE_INDEX else None
+
+
+def ingress_objects(s: IngressSettings, nodes: Sequence[str]) -> IngressObjects:
+    """The namespace, the class, the Service and the pod for a cluster with `nodes`."""
+    node = ingress_node(nodes)
+    return IngressObjects(ingress_namespace(), ingress_class(), ingress_service(),
+                          None if node is None else ingress_pod(s, node))
+
+
+def ingress_address(service: Obj) -> str | None:
+    """The LoadBalancer address of the ingress Service, once it has one."""
+    for item in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+        if isinstance(item, dict) and isinstance(item.get("ip"), str) and item["ip"]:
+            return str(item["ip"])
+    return None

@@ -7,9 +7,10 @@ clean up after itself and report its status:
     ApiServer  the `podnet server` process
     Agents     one `podnet agent --node node-i` process per node
     ClusterDns the cluster DNS: the kube-dns Service and its pods (podnet.cluster.addons)
+    ClusterIngress  the ingress: its namespace, IngressClass, LoadBalancer Service and pod
 
-`up` starts them in that order and returns when every Node is Ready and the cluster DNS (on
-clusters that have it) too. `down` stops the agents,
+`up` starts them in that order and returns when every Node is Ready and the cluster DNS and
+the ingress (on clusters that have them) too. `down` stops the agents,
 then removes the lab (the processes left in its namespaces, pods' namespaces first), then stops
 the server, cleans up, and removes the state directory. A cluster made with no nodes is the
 control plane alone. `down` works after a crash, a stale pid file or a half-finished `up`: it
@@ -20,6 +21,7 @@ namespaces by the cluster's name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -42,6 +44,7 @@ from podnet.cluster.state import (
     ensure,
     port_free,
     read_pid_file,
+    write_atomic,
     write_pid_file,
 )
 from podnet.kernel.netns import KernelError
@@ -590,11 +593,12 @@ def _res(plural: str) -> Any:
     return res
 
 
-def _create_missing(client: Client, plural: str, obj: dict[str, Any]) -> bool:
+def _create_missing(client: Client, plural: str, obj: dict[str, Any],
+                    namespace: str | None = addons.DNS_NAMESPACE) -> bool:
     """Create `obj` unless it exists (a concurrent create counts as existing); True when
     created."""
     try:
-        client.create(_res(plural), addons.DNS_NAMESPACE, obj)
+        client.create(_res(plural), namespace, obj)
     except ApiError as e:
         if e.status == 409:
             return False
@@ -726,12 +730,181 @@ class ClusterDns:
         return ComponentStatus(self.name, healthy, lines)
 
 
+# -- the ingress ------------------------------------------------------------------------------
+
+
+INGRESS_DIR = "ingress"  # in the state directory: the setting, and the ingress pod's files
+INGRESS_SETTING = "addon.json"  # {"enabled": true|false}, written when the cluster is made
+HAPROXY = "haproxy"
+HAPROXY_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # a pod's PATH has them
+
+
+def haproxy_available() -> bool:
+    """Whether HAProxy, which the ingress pod runs, is installed."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), *HAPROXY_DIRS])
+    return shutil.which(HAPROXY, path=path) is not None
+
+
+def ingress_settings(state: ClusterState) -> addons.IngressSettings:
+    return addons.IngressSettings(
+        python=sys.executable, pythonpath=str(Path(__file__).resolve().parents[2]),
+        api_socket=str(state.api_socket), token_file=str(state.token_path),
+        state_dir=str(state.dir / INGRESS_DIR / addons.INGRESS_NAME))
+
+
+def ingress_pod(client: Client) -> dict[str, Any] | None:
+    """The ingress pod, or None."""
+    try:
+        return client.get(_res("pods"), addons.INGRESS_NAMESPACE, addons.INGRESS_NAME)
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+class ClusterIngress:
+    """The ingress (podnet.cluster.addons): namespace ingress-podnet, the `podnet`
+    IngressClass, the LoadBalancer Service and the controller's pod on node-1, created when
+    missing once the nodes are Ready, on clusters made with it. Whether a cluster has it is
+    kept in <state>/ingress/addon.json (absent: no, as clusters made before it); the pod's
+    files (HAProxy's configuration, maps, certificates, socket) are in
+    <state>/ingress/podnet-ingress. Its objects live in the API and its processes in the lab,
+    so `down` removes them with those."""
+
+    name = "ingress"
+    files: tuple[str, ...] = (INGRESS_DIR,)
+
+    def _setting(self, state: ClusterState) -> Path:
+        return state.dir / INGRESS_DIR / INGRESS_SETTING
+
+    def enabled(self, state: ClusterState) -> bool:
+        try:
+            return json.loads(self._setting(state).read_text()).get("enabled") is True
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def configure(self, state: ClusterState, ingress: bool | None, new: bool) -> None:
+        """Record a new cluster's choice (None: no ingress); an existing cluster keeps its
+        own, and StateError says so when `ingress` asks for the other."""
+        if new:
+            path = self._setting(state)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(path, json.dumps({"enabled": bool(ingress)}).encode() + b"\n",
+                         0o644)
+            return
+        have = self.enabled(state)
+        if ingress is not None and ingress != have:
+            raise StateError(f'cluster "{state.name}" exists with the ingress '
+                             f'{"on" if have else "off"}; remove it (podnet down) to change '
+                             "that")
+
+    def _nodes(self, state: ClusterState) -> list[str]:
+        return [m.name for m in state.load().lab_plan().nodes]
+
+    def wanted(self, state: ClusterState) -> addons.IngressObjects | None:
+        """The objects this cluster should have; None when it has no ingress or no nodes,
+        or HAProxy is not installed."""
+        nodes = self._nodes(state)
+        if not self.enabled(state) or not nodes or not haproxy_available():
+            return None
+        return addons.ingress_objects(ingress_settings(state), nodes)
+
+    def start(self, state: ClusterState, wait: float) -> bool:
+        wanted = self.wanted(state)
+        if wanted is None:
+            return False
+        created = False
+        with _client(state, timeout=10.0) as client:
+            for plural, obj, ns in (("namespaces", wanted.namespace, None),
+                                    ("ingressclasses", wanted.ingress_class, None),
+                                    ("services", wanted.service, addons.INGRESS_NAMESPACE),
+                                    ("pods", wanted.pod, addons.INGRESS_NAMESPACE)):
+                if obj is not None:
+                    created = _create_missing(client, plural, obj, ns) or created
+        return created
+
+    def wait_ready(self, state: ClusterState, wait: float) -> None:
+        """Wait until the ingress pod is Ready. ClusterError when its controller keeps
+        exiting or it is not Ready within `wait` seconds, with the end of its log."""
+        if self.wanted(state) is None:
+            return
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        with _client(state, timeout=10.0) as client:
+            while True:
+                pod = ingress_pod(client) or {}
+                if addons.pod_ready(pod):
+                    return
+                problem = _pod_problem(pod)
+                if problem is None and time.monotonic() >= deadline:
+                    problem = f"it is not Ready within {wait:g}s"
+                if problem is not None:
+                    tail = self.log_tail(state, pod)
+                    raise ClusterError(
+                        f"the ingress pod {addons.INGRESS_NAMESPACE}/{addons.INGRESS_NAME}: "
+                        f"{problem}" + (f"; the end of its log:\n{tail}" if tail else ""))
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.25)
+
+    def log_tail(self, state: ClusterState, pod: dict[str, Any]) -> str:
+        from podnet import runtime
+
+        node = (pod.get("spec") or {}).get("nodeName")
+        uid = (pod.get("metadata") or {}).get("uid")
+        if not node or not uid:
+            return ""
+        return log_tail(runtime.log_path(state.node_dir(str(node)), str(uid),
+                                         addons.INGRESS_CONTAINER))
+
+    def address(self, client: Client) -> str | None:
+        """The ingress Service's LoadBalancer address, once it has one."""
+        try:
+            svc = client.get(_res("services"), addons.INGRESS_NAMESPACE, addons.INGRESS_NAME)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        return addons.ingress_address(svc)
+
+    def stop(self, state: ClusterState) -> None:
+        return None  # its pod's processes go with the lab, its objects with the store
+
+    def cleanup(self, state: ClusterState) -> None:
+        return None
+
+    def status(self, state: ClusterState) -> ComponentStatus:
+        try:
+            if not self.enabled(state) or not self._nodes(state):
+                return ComponentStatus(self.name, True, [])
+        except StateError:
+            return ComponentStatus(self.name, True, [])
+        if not haproxy_available():
+            return ComponentStatus(self.name, False, [
+                ("ingress", "not running: HAProxy is not installed (scripts/install.sh "
+                            "installs it)")])
+        try:
+            with _client(state) as client:
+                pod = ingress_pod(client)
+                address = self.address(client)
+        except ClientError:
+            return ComponentStatus(self.name, False, [("ingress", "unknown (no API)")])
+        where = (f"{addons.INGRESS_NAME} on {(pod.get('spec') or {}).get('nodeName') or '?'} "
+                 f"{'Ready' if addons.pod_ready(pod) else 'NotReady'}" if pod else "no pod")
+        line = (f"{address or 'no address yet'} ({addons.ingress_publish_service()}, class "
+                f"{addons.INGRESS_CLASS}), {where}")
+        return ComponentStatus(self.name, bool(pod and addons.pod_ready(pod) and address),
+                               [("ingress", line)])
+
+
 LAB = Lab()
 API_SERVER = ApiServer()
 AGENTS = Agents()
 CLUSTER_DNS = ClusterDns()
-COMPONENTS: list[Component] = [LAB, API_SERVER, AGENTS, CLUSTER_DNS]  # the order `up` starts them
-# The order `down` stops them in; the cluster DNS has nothing to stop of its own.
+CLUSTER_INGRESS = ClusterIngress()
+COMPONENTS: list[Component] = [LAB, API_SERVER, AGENTS, CLUSTER_DNS,
+                               CLUSTER_INGRESS]  # the order `up` starts them
+# The order `down` stops them in; the cluster DNS and the ingress have nothing to stop of
+# their own.
 TEARDOWN: list[Component] = [AGENTS, LAB, API_SERVER]
 
 
@@ -749,15 +922,18 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
        backend: str | None = None, lan_cidr: str | None = None, cni: str | None = None,
        node_cidr_mask: int | None = None, lb_pool: str | None = None,
        dns: bool | None = None, dns_upstreams: Sequence[str] | None = None,
-       dns_pod_records: str | None = None, out: TextIO | None = None) -> ClusterState:
+       dns_pod_records: str | None = None, ingress: bool | None = None,
+       out: TextIO | None = None) -> ClusterState:
     """Create the cluster's state if needed and start its components; a no-op (that says so)
     when it is running already. `port`, `nodes`, `backend`, `lan_cidr`, `cni`, `lb_pool` (the
     LoadBalancer addresses: CIDRs and A-B ranges, comma-separated), `dns` (run the cluster
     DNS), `dns_upstreams` (its resolvers for names outside the cluster: IP[:PORT]) and
-    `dns_pod_records` ("insecure" or "disabled") choose those of a new cluster (None: as the
-    cluster has them; a new one gets no nodes: the control plane alone, LAN offsets 200-249 as
-    its LoadBalancer pool, and no cluster DNS; the CLI asks for nodes and the DNS).
-    Returns when every Node is Ready, and the cluster DNS too when the cluster has it."""
+    `dns_pod_records` ("insecure" or "disabled") and `ingress` (run the ingress) choose those
+    of a new cluster (None: as the cluster has them; a new one gets no nodes: the control plane
+    alone, LAN offsets 200-249 as its LoadBalancer pool, no cluster DNS and no ingress; the CLI
+    asks for nodes, the DNS and the ingress).
+    Returns when every Node is Ready, and the cluster DNS and the ingress too when the cluster
+    has them."""
     out = out or sys.stdout
     state = ClusterState.locate(name, root)
     try:
@@ -766,14 +942,18 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
         raise StateError(f"{state.dir}: permission denied (podnet needs root, or set "
                          "PODNET_STATE_ROOT to a directory you own)") from e
     with state.lock():
+        new = not state.exists()
         ensure(state.name, state.dir.parent, port=port,
                lab=LabSettings(nodes, backend, lan_cidr, cni, node_cidr_mask, lb_pool, dns,
                                None if dns_upstreams is None else tuple(dns_upstreams),
                                dns_pod_records))
+        CLUSTER_INGRESS.configure(state, ingress, new)
         started = [c.start(state, wait) for c in COMPONENTS]
         CLUSTER_DNS.wait_ready(state, wait)
+        CLUSTER_INGRESS.wait_ready(state, wait)
     config = state.load()
     _dns_warnings(config)
+    _ingress_warnings(state)
     url = config.server_url
     if any(started):
         print(f'cluster "{state.name}" is up at {url}', file=out)
@@ -783,8 +963,20 @@ def up(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
         plan = config.lab_plan()
         print(f"nodes: {', '.join(m.name for m in plan.nodes)} Ready (backend "
               f"{plan.backend}, LAN {plan.lan_cidr})", file=out)
+    if CLUSTER_INGRESS.wanted(state) is not None:
+        with _client(state) as client:
+            address = CLUSTER_INGRESS.address(client)
+        print(f"ingress: {address or 'no address yet'} (class {addons.INGRESS_CLASS})",
+              file=out)
     print(f"kubeconfig: {state.kubeconfig}", file=out)
     return state
+
+
+def _ingress_warnings(state: ClusterState) -> None:
+    """What the user must know about the ingress, on stderr."""
+    if state.load().nodes and CLUSTER_INGRESS.enabled(state) and not haproxy_available():
+        print("warning: HAProxy is not installed (apt-get install haproxy; scripts/install.sh "
+              "does): the cluster has no ingress", file=sys.stderr)
 
 
 def _dns_warnings(config: ClusterConfig) -> None:

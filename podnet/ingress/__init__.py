@@ -9,8 +9,10 @@ state by pure code, and a thin shell applies it.
 - haproxy.py (pure): a `RouteTable` -> the HAProxy configuration (haproxy.cfg, map files,
   certificate files), and what changes between two configurations: the Runtime API commands
   that apply a change without a reload, or the verdict that a reload is needed.
-- controller.py (to come, the shell): watches the objects, recomputes on change, writes the
-  files, reloads HAProxy or talks to its Runtime API, and writes the Ingresses' status.
+- controller.py (the shell): watches the objects, recomputes on change, writes the files,
+  talks to HAProxy's Runtime API or reloads it (master-worker, sockets handed over), and
+  writes the Ingresses' status; main.py runs it as the `podnet-ingress` pod's container, with
+  HAProxy as its child (podnet.cluster.addons and lifecycle deploy it).
 
     Ingress, IngressClass,        routes.build()       haproxy.render()       haproxy.cfg
     Service, EndpointSlice, ---->  RouteTable  ----->      Config       ----> maps, certs

@@ -176,7 +176,8 @@ def test_apply_get_delete_the_demo(cluster):
     pods = ["web-1", "web-2", "web-3", "client"]
     assert r.stdout == ("namespace/demo created\n" + "".join(f"pod/{p} created\n" for p in pods)
                         + "service/web created\nservice/web-nodeport created\n"
-                        + "service/web-lb created\n")
+                        + "service/web-lb created\n"
+                        + "networkpolicy.networking.k8s.io/web-allow-frontend created\n")
     r = cluster.podnet("apply", "-f", str(DEMO))
     assert r.stdout == ("namespace/demo unchanged\n"
                         + "".join(f"pod/{p} unchanged\n" for p in pods)
