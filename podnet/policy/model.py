@@ -276,18 +276,26 @@ def _range_lo(r: IpRange) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+# `isinstance(x, dict)` first: API objects are dicts, and the check against the Mapping ABC
+# costs ten times more (it was a third of a compile that reuses every policy).
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, (dict, Mapping)) else None
+
+
 def _map(obj: Any, key: str) -> Obj:
-    value = obj.get(key) if isinstance(obj, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
+    value = _get(obj, key)
+    return value if isinstance(value, (dict, Mapping)) else {}
 
 
 def _list(obj: Any, key: str) -> list[Any]:
-    value = obj.get(key) if isinstance(obj, Mapping) else None
+    value = _get(obj, key)
     return value if isinstance(value, list) else []
 
 
 def _str(obj: Any, key: str) -> str:
-    value = obj.get(key) if isinstance(obj, Mapping) else None
+    value = _get(obj, key)
     return value if isinstance(value, str) else ""
 
 
@@ -651,8 +659,9 @@ class Compiler:
         parts: dict[tuple[str, str], tuple[str, _Part]] = {}
         building = _Building()
         self.reused = 0
-        for policy in sorted(policies, key=_policy_key):
-            key, version = _policy_key(policy), _policy_version(policy)
+        iso, gr = building.isolated, building.grants
+        for key, policy in sorted(((_policy_key(p), p) for p in policies), key=_first):
+            version = _policy_version(policy)
             known = self._parts.get(key)
             if known is not None and known[0] == version:
                 part = known[1]
@@ -663,14 +672,19 @@ class Compiler:
                 part = one.part()
             parts[key] = (version, part)
             name = f"{key[0]}/{key[1]}"
-            for direction, i, grants in part:
-                building.isolate(direction, i, name).extend(grants)
+            for direction, i, grants in part:  # building.isolate, inlined: 7,000 calls
+                iso[direction].setdefault(i, []).append(name)
+                gr[direction].setdefault(i, []).extend(grants)
         self._parts = parts
         return _assemble(cluster, building)
 
 
 def _pod_key(pod: Pod) -> str:
     return pod.key
+
+
+def _first(pair: tuple[tuple[str, str], Obj]) -> tuple[str, str]:
+    return pair[0]
 
 
 def _policy_version(policy: Obj) -> str:
