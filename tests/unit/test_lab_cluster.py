@@ -112,7 +112,8 @@ def test_node_ready(node: dict[str, object], ready: bool) -> None:
 
 
 def test_teardown_stops_agents_then_the_lab_then_the_server() -> None:
-    assert [c.name for c in lifecycle.COMPONENTS] == ["lab", "apiserver", "agents", "dns"]
+    assert [c.name for c in lifecycle.COMPONENTS] == ["lab", "apiserver", "agents", "dns",
+                                                        "ingress"]
     assert [c.name for c in lifecycle.TEARDOWN] == ["agents", "lab", "apiserver"]
 
 
