@@ -91,6 +91,7 @@ global
 defaults
     mode http
     option http-keep-alive
+    option idle-close-on-response
     option redispatch 1
     retries 3
     retry-on conn-failure
