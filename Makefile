@@ -11,7 +11,7 @@ PODNET  := $(BIN)/podnet
 KUBECTL := $(BIN)/kubectl
 PYTEST  := $(BIN)/pytest
 
-.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy bench-nft bench-services bench-dns clean
+.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy bench-nft bench-services bench-dns bench-policy bench-ingress clean
 
 help:
 	@echo "make install      system packages and $(VENV) (idempotent)"
@@ -24,6 +24,8 @@ help:
 	@echo "make bench-nft    one nft transaction: in-process (libnftables) vs an nft process (root)"
 	@echo "make bench-services  Services on a live 2-node lab: 10 vs 10,000, ClusterIP vs pod IP (root)"
 	@echo "make bench-dns    the cluster DNS on one core against Knot DNS, and its programming latency (root)"
+	@echo "make bench-policy NetworkPolicy: 1,000 policies over 300 pods, one change, connects with vs without (root)"
+	@echo "make bench-ingress the ingress: requests/s vs the pod, p99 added at half load, new Ingress to first 200 (root)"
 	@echo "make clean        remove caches and build leftovers (not $(VENV), not clusters)"
 
 install:
@@ -87,6 +89,19 @@ bench-services: install
 bench-dns: install
 	@bench/install-tools.sh
 	@$(BIN)/python -m bench.dns_bench --wait-quiet 10 --json .benchmarks/dns_bench.json $(BENCH_ARGS)
+
+# NetworkPolicy (bench/README.md): 1,000 policies over 300 pods programmed (offline and on a
+# live 3-node lab), one policy change from the API until enforced, and connect() latency with
+# 1,000 policies against none.
+bench-policy: install
+	@$(BIN)/python -m bench.policy_bench --wait-quiet 10 --json .benchmarks/policy_bench.json $(BENCH_ARGS)
+
+# The ingress (bench/README.md): requests/s through HAProxy against straight to an nginx pod,
+# the p99 latency it adds at half its peak, and a new Ingress until its first 200, under load.
+# Needs wrk and nginx, which bench/install-tools.sh installs (benchmark-only).
+bench-ingress: install
+	@bench/install-tools.sh
+	@$(BIN)/python -m bench.ingress_bench --wait-quiet 10 --json .benchmarks/ingress_bench.json $(BENCH_ARGS)
 
 clean:
 	@rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build ./*.egg-info

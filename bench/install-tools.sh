@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark-only tools, from Debian: iperf3 (throughput) and wrk (HTTP, new connections
 # per request) for bench/service_bench.py; dnsperf (the DNS load generator) and knot (Knot DNS,
-# the C authoritative server measured for the ratio) for bench/dns_bench.py. Not part of
-# scripts/install.sh: `make test` and the cluster itself never need them. Idempotent and quiet;
-# installs only what is missing. The benchmark runs knotd itself, with a configuration of its
-# own, in a namespace of its own: if installing knot started the package's own service (a
-# machine with systemd), that service is stopped and disabled again.
+# the C authoritative server measured for the ratio) for bench/dns_bench.py; nginx (the fast
+# backend pod behind the ingress) for bench/ingress_bench.py. Not part of scripts/install.sh:
+# `make test` and the cluster itself never need them. Idempotent and quiet; installs only what
+# is missing. The benchmarks run knotd and nginx themselves, with configurations of their own,
+# in namespaces of their own: if installing knot or nginx started the package's own service,
+# that service is stopped and disabled again.
 set -euo pipefail
 
-PACKAGES=(iperf3 wrk dnsperf knot)
+PACKAGES=(iperf3 wrk dnsperf knot nginx)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
@@ -32,7 +33,15 @@ if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-inst
         exit 1
     fi
 fi
-if [[ " ${missing[*]} " == *" knot "* ]] && command -v systemctl >/dev/null \
-        && systemctl is-enabled --quiet knot.service 2>/dev/null; then
-    as_root systemctl disable --now --quiet knot.service || true
-fi
+for service in knot nginx; do
+    [[ " ${missing[*]} " == *" $service "* ]] || continue
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        if systemctl is-enabled --quiet "$service.service" 2>/dev/null; then
+            as_root systemctl disable --now --quiet "$service.service" || true
+        fi
+    elif [ -x "/etc/init.d/$service" ] && command -v update-rc.d >/dev/null; then
+        # No systemd: the package's postinst may have started it with its init script.
+        as_root "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+        as_root update-rc.d "$service" disable >/dev/null 2>&1 || true
+    fi
+done
