@@ -34,9 +34,10 @@ and sets; a set whose content changed is flushed and refilled in the same transa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import TypeVar
 
 from podnet.policy.model import Grant, IpRange, PolicyModel, PortRange
 from podnet.proxy.render import CHUNK, Table
@@ -97,6 +98,7 @@ _EGRESS = _Direction("pol-eg", EGRESS_MAP, "daddr", "return")
 # --- flattening grants into sets -------------------------------------------------------------
 
 _RANGE_ORDER = attrgetter("lo", "hi")
+_T = TypeVar("_T")
 
 
 def merge_ranges(ranges: Iterable[IpRange]) -> tuple[IpRange, ...]:
@@ -344,19 +346,23 @@ def _changes(table: Table, d: _Direction, old: Mapping[int, PodSets],
         # selects it, not a refill of thousands. Deletions go before every addition in the
         # script: an added interval may overlap one deleted in the same transaction, which the
         # kernel accepts (only live elements must be disjoint).
-        gone_any, new_any = _diff([range_text(r) for r in was.any],
-                                  [range_text(r) for r in now.any])
-        gone_ports, new_ports = _diff([box_text(b) for b in was.ports],
-                                      [box_text(b) for b in now.ports])
-        removals += _element_lines("delete", table, f"{chain}-any", gone_any)
-        removals += _element_lines("delete", table, f"{chain}-ports", gone_ports)
-        additions += _element_lines("add", table, f"{chain}-any", new_any)
-        additions += _element_lines("add", table, f"{chain}-ports", new_ports)
+        # (The diff is of the objects, and only what differs becomes text: a pod's sets can
+        # hold thousands of elements.)
+        gone_any, new_any = _diff(was.any, now.any)
+        gone_ports, new_ports = _diff(was.ports, now.ports)
+        removals += _element_lines("delete", table, f"{chain}-any",
+                                   [range_text(r) for r in gone_any])
+        removals += _element_lines("delete", table, f"{chain}-ports",
+                                   [box_text(b) for b in gone_ports])
+        additions += _element_lines("add", table, f"{chain}-any",
+                                    [range_text(r) for r in new_any])
+        additions += _element_lines("add", table, f"{chain}-ports",
+                                    [box_text(b) for b in new_ports])
     return removals, additions
 
 
-def _diff(before: list[str], after: list[str]) -> tuple[list[str], list[str]]:
-    """(elements gone, elements new), each in its list's order."""
+def _diff(before: Sequence[_T], after: Sequence[_T]) -> tuple[list[_T], list[_T]]:
+    """(elements gone, elements new), each in its sequence's order."""
     had, keep = set(before), set(after)
     return [e for e in before if e not in keep], [e for e in after if e not in had]
 
