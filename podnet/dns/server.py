@@ -22,15 +22,14 @@ SERVFAIL per wire.py and answer.py) or is dropped (no header, QR set).
 
 A cache hit leaves no object behind (what it allocates is freed before the next packet), so
 serving from the cache never sets off the cyclic collector; once the first index is built,
-everything then alive is frozen out of its reach (settle_memory), so that the collections
-later changes set off stay short.
+everything then alive is frozen out of its reach (podnet.daemon.settle_heap), so that the
+collections later changes set off stay short.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 import time
@@ -39,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet import daemon
 from podnet.dns.answer import answer, zone_of
 from podnet.dns.forward import Forwarder
 from podnet.dns.index import (
@@ -84,17 +84,6 @@ def _meta(obj: Obj) -> dict[str, Any]:
 def _key(obj: Obj) -> Key:
     meta = _meta(obj)
     return str(meta.get("namespace") or "").lower(), str(meta.get("name") or "").lower()
-
-
-def settle_memory() -> None:
-    """Once the first index is built: collect what building it left, then move everything
-    alive (the listed API objects, the index) out of the cyclic collector's reach. They live
-    as long as the process; left in, every full collection walks them all while queries
-    wait: with 2,000 Services the server tracks about 70,000 objects, and a full collection
-    over them took 40-87 ms here. Frozen, a full pass only walks what came after (the
-    objects of later changes). Reference counting still frees frozen objects."""
-    gc.collect()
-    gc.freeze()
 
 
 def _slice_owner(obj: Obj) -> Key | None:
@@ -308,7 +297,7 @@ class DnsServer:
         o = self.objects
         o.changed.clear()
         self.rebuild()
-        settle_memory()
+        daemon.settle_heap(collect=True)  # the listed objects and the index live on
         o.first_change = None
         self.ready = True
         self.metrics.ready = True
