@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -190,6 +191,37 @@ def make_lab(cluster_root: Path) -> Iterator[Callable[..., TestCluster]]:
             left = [n for n in kernel_netns.names() if lab_names.owns_netns(c.name, n)]
             assert not left, f"namespaces left behind: {left}"
             assert not leftover_servers(c.state), "server processes left behind"
+        assert host_network_state() == host_before, "the host's own namespace changed"
+
+
+@contextlib.contextmanager
+def module_lab(root: Path, prefix: str, *,
+               leftovers: Callable[[ClusterState], list[str]] | None = None,
+               **settings: Any) -> Iterator[TestCluster]:
+    """A lab kept for a whole module (make_lab is per test): `lifecycle.up(**settings)`, then
+    always down, checking that nothing of it is left behind (namespaces, servers, whatever
+    `leftovers` finds) and that the host's own namespace did not change."""
+    if not is_root():
+        pytest.skip(NOT_ROOT_REASON)
+    quiet: Any = io.StringIO()
+    host_before = host_network_state()
+    name = prefix + secrets.token_hex(4)
+    lab = TestCluster(ClusterState.locate(name, root), None, root)  # type: ignore[arg-type]
+    try:
+        lifecycle.up(name, root, wait=90.0, port=ephemeral_port("127.0.0.1"), out=quiet,
+                     **settings)
+        lab.client = Client.from_state(lab.state)
+        yield lab
+    finally:
+        if lab.client is not None:
+            lab.client.close()
+        lifecycle.down(name, root, out=quiet)
+        left = [n for n in kernel_netns.names() if lab_names.owns_netns(name, n)]
+        assert not left, f"namespaces left behind: {left}"
+        assert not leftover_servers(lab.state), "server processes left behind"
+        if leftovers is not None:
+            extra = leftovers(lab.state)
+            assert not extra, f"left behind: {extra}"
         assert host_network_state() == host_before, "the host's own namespace changed"
 
 

@@ -21,7 +21,6 @@ import base64
 import contextlib
 import datetime
 import importlib.util
-import io
 import json
 import re
 import secrets
@@ -33,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from conftest import NOT_ROOT_REASON, TestCluster, host_network_state, is_root
+from conftest import TestCluster, module_lab
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,8 +43,7 @@ from podnet import runtime
 from podnet.api.resources import Resource, lookup
 from podnet.client.http import ApiError, Client
 from podnet.cluster import addons, lifecycle
-from podnet.cluster.state import ClusterState, ephemeral_port
-from podnet.kernel import netns as kernel_netns
+from podnet.cluster.state import ClusterState
 from podnet.lab import names as lab_names
 
 EXTERNAL_IP = "172.18.0.2"
@@ -68,32 +66,12 @@ POD, SVC, NS, ING, ING_CLASS, SECRET, SLICE = (
 # -- the lab ----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def ingress_lab(root: Path, nodes: int = 2) -> Iterator[TestCluster]:
-    """A lab with the ingress, kept for a module (conftest's make_lab is per test): up, then
-    always down, checking that nothing of it is left behind."""
-    if not is_root():
-        import pytest
-
-        pytest.skip(NOT_ROOT_REASON)
-    quiet: Any = io.StringIO()
-    host_before = host_network_state()
-    name = "i" + secrets.token_hex(4)
-    lab = TestCluster(ClusterState.locate(name, root), None, root)  # type: ignore[arg-type]
-    try:
-        lifecycle.up(name, root, wait=90.0, port=ephemeral_port("127.0.0.1"), nodes=nodes,
-                     out=quiet, ingress=True)
-        lab.client = Client.from_state(lab.state)
-        yield lab
-    finally:
-        if lab.client is not None:
-            lab.client.close()
-        lifecycle.down(name, root, out=quiet)
-        left = [n for n in kernel_netns.names() if lab_names.owns_netns(name, n)]
-        assert not left, f"namespaces left behind: {left}"
-        assert not lifecycle.find_servers(lab.state), "server processes left behind"
-        assert not haproxy_pids(lab.state), "haproxy processes left behind"
-        assert host_network_state() == host_before, "the host's own namespace changed"
+def ingress_lab(root: Path, nodes: int = 2) -> contextlib.AbstractContextManager[TestCluster]:
+    """A lab with the ingress, kept for a module (conftest.module_lab); no HAProxy of it may
+    outlive it."""
+    def haproxy_left(state: ClusterState) -> list[str]:
+        return [f"haproxy pid {pid}" for pid in haproxy_pids(state)]
+    return module_lab(root, "i", nodes=nodes, ingress=True, leftovers=haproxy_left)
 
 
 def haproxy_pids(state: ClusterState) -> list[int]:

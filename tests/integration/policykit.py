@@ -23,28 +23,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from conftest import NOT_ROOT_REASON, TestCluster, host_network_state, is_root
+from conftest import TestCluster, module_lab
 from labkit import wait_for
 
 from podnet import runtime
 from podnet.api.resources import Resource, lookup
 from podnet.client.http import ApiError, Client
-from podnet.cluster import addons, lifecycle
-from podnet.cluster.state import ClusterState, ephemeral_port
-from podnet.kernel import netns as kernel_netns
-from podnet.lab import names as lab_names
+from podnet.cluster import addons
 
 PROBE = Path(__file__).parent / "tools" / "policy_probe.py"
 NAMESPACES = ("x", "y", "z")
@@ -116,31 +111,11 @@ def fixture_pod(ns: str, name: str) -> dict[str, Any]:
 # -- a lab for a whole module ------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def policy_lab(root: Path, nodes: int = 3, dns: bool = True) -> Iterator[TestCluster]:
-    """A lab kept for a module (conftest's make_lab is per test): up, then always down, checking
-    that nothing of it is left behind."""
-    if not is_root():
-        import pytest
-
-        pytest.skip(NOT_ROOT_REASON)
-    quiet: Any = io.StringIO()
-    host_before = host_network_state()
-    name = "p" + secrets.token_hex(4)
-    lab = TestCluster(ClusterState.locate(name, root), None, root)  # type: ignore[arg-type]
-    try:
-        lifecycle.up(name, root, wait=90.0, port=ephemeral_port("127.0.0.1"), nodes=nodes,
-                     out=quiet, dns=dns, dns_upstreams=[UNUSED_UPSTREAM] if dns else None)
-        lab.client = Client.from_state(lab.state)
-        yield lab
-    finally:
-        if lab.client is not None:
-            lab.client.close()
-        lifecycle.down(name, root, out=quiet)
-        left = [n for n in kernel_netns.names() if lab_names.owns_netns(name, n)]
-        assert not left, f"namespaces left behind: {left}"
-        assert not lifecycle.find_servers(lab.state), "server processes left behind"
-        assert host_network_state() == host_before, "the host's own namespace changed"
+def policy_lab(root: Path, nodes: int = 3,
+               dns: bool = True) -> contextlib.AbstractContextManager[TestCluster]:
+    """The fixture's lab, kept for a module (conftest.module_lab)."""
+    return module_lab(root, "p", nodes=nodes, dns=dns,
+                      dns_upstreams=[UNUSED_UPSTREAM] if dns else None)
 
 
 # -- the fixture -------------------------------------------------------------------------------
