@@ -748,6 +748,9 @@ def mem_available_mb() -> int:
 FULL_SYNC_LINE = re.compile(r"proxy: full sync, (\d+) services in ([\d.]+) ms")
 POLICY_LINE = re.compile(r"policy: (\d+) policies over (\d+) pods compiled in ([\d.]+) ms, "
                          r"applied in ([\d.]+) ms")
+# the same line's breakdown of "applied": lock wait, render, nft, of which libnftables
+POLICY_PARTS = re.compile(r"applied in [\d.]+ ms \(lock wait ([\d.]+), render ([\d.]+), "
+                          r"nft ([\d.]+) of which libnftables ([\d.]+)")
 
 
 def log_offsets(lab: Lab) -> dict[str, int]:
@@ -763,6 +766,17 @@ def policy_syncs(lab: Lab, offsets: dict[str, int]) -> dict[str, list[tuple[floa
             f.seek(offset)
             text = f.read().decode(errors="replace")
         out[node] = [(float(c), float(a)) for _, _, c, a in POLICY_LINE.findall(text)]
+    return out
+
+
+def policy_sync_parts(lab: Lab, offsets: dict[str, int]) -> dict[str, list[list[float]]]:
+    """[lock wait, render, nft, libnftables] ms of each policy sync logged since `offsets`."""
+    out = {}
+    for node, offset in offsets.items():
+        with open(lab.state.agent_log(node), "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        out[node] = [[float(x) for x in m] for m in POLICY_PARTS.findall(text)]
     return out
 
 
@@ -1040,7 +1054,8 @@ def flips(lab: Lab, n: int, interval: float, pause: float, seed: int) -> Obj:
     time.sleep(0.2)  # the last log line follows the status file
     return {"changes": changes, "flaps": flaps, "probe": counts, "interval_s": interval,
             "server_node": server_node, "machine_busy_pct": busy.pct(),
-            "server_node_syncs": policy_syncs(lab, offsets)[server_node]}
+            "server_node_syncs": policy_syncs(lab, offsets)[server_node],
+            "server_node_sync_parts": policy_sync_parts(lab, offsets)[server_node]}
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -1343,6 +1358,13 @@ def report(run: Obj, info: Obj) -> str:
                          f"node_rules) p50 {percentile(comp, 50):.0f} p99 "
                          f"{percentile(comp, 99):.0f} ms; render + nft p50 "
                          f"{percentile(rest, 50):.1f} p99 {percentile(rest, 99):.1f} ms")
+        parts = f.get("server_node_sync_parts") or []
+        if parts:
+            cols = list(zip(*parts, strict=True))
+            lines.append("    ... of the rest, p50 / p99 ms: " + ", ".join(
+                f"{name} {percentile(sorted(col), 50):.1f} / {percentile(sorted(col), 99):.1f}"
+                for name, col in zip(("lock wait", "render", "nft", "in libnftables"), cols,
+                                     strict=True)))
         odd = [c["odd_lines"] for c in f["changes"] if c["odd_lines"]]
         if odd:
             lines.append(f"    other lines before the expected state: {odd[:5]}")

@@ -38,6 +38,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -141,6 +142,7 @@ class _Context:
             lib.buffer_output(ptr)
             lib.buffer_error(ptr)
         self.ptr: int = ptr
+        self.last_ms = 0.0  # time spent inside the library by the last run()
         self.fd = self._socket_fd()
         if self.fd >= 0:
             os.set_inheritable(self.fd, False)
@@ -179,7 +181,9 @@ class _Context:
                 data = data[os.write(fd, data):]
             name = f"/proc/self/fd/{fd}"
             with _LOCK:
+                started = time.perf_counter()
                 rc = self.lib.run_file(self.ptr, name.encode())
+                self.last_ms = (time.perf_counter() - started) * 1000
                 out = self.lib.output_buffer(self.ptr) or b""
                 err = self.lib.error_buffer(self.ptr) or b""
         finally:
@@ -329,6 +333,15 @@ async def arun(ns: str, script: str, *, timeout: float = 60.0) -> str:
         return str(await asyncio.wait_for(fut, timeout))
     except TimeoutError:
         raise KernelError(f"nft in {ns}: timed out after {timeout}s") from None
+
+
+def library_ms(ns: str) -> float:
+    """How long the last script run in `ns` spent inside libnftables (parsing, the cache,
+    the kernel's answer), in ms; 0.0 before the first. For logs: where an apply's time goes."""
+    with _REGISTRY_LOCK:
+        target = _namespaces.get(ns)
+    ctx = target.ctx if target is not None else None
+    return ctx.last_ms if ctx is not None else 0.0
 
 
 def socket_netns(ns: str) -> tuple[int, int]:

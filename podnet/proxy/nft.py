@@ -52,6 +52,12 @@ async def apply(ns: str, script: str, *, timeout: float = 60.0) -> None:
         await apply_process(ns, script, timeout=timeout)
 
 
+def library_ms(ns: str) -> float:
+    """The time the last in-process apply in `ns` spent inside libnftables (0.0 when scripts
+    run as processes)."""
+    return libnft.library_ms(ns) if in_process() else 0.0
+
+
 async def apply_process(ns: str, script: str, *, timeout: float = 60.0) -> None:
     """apply() through an nft process (`ip netns exec ns nft -f -`)."""
     if script:
