@@ -286,6 +286,9 @@ def _routing(directory: str) -> list[str]:
     exact, prefix = f"{directory}/{EXACT_MAP}", f"{directory}/{PREFIX_MAP}"
     unset = " unless { var(txn.backend) -m found }"
     lines = [
+        # RFC 9112 3.2: an HTTP/1.1 request without a Host header is a 400 (HTTP/1.0 may omit
+        # it and meets the rules without a host; HTTP/2's :authority becomes the Host header).
+        "    http-request deny deny_status 400 if { req.ver 1.1 } !{ req.hdr_cnt(host) gt 0 }",
         "    http-request set-var(txn.host) req.hdr(host),host_only",
         "    http-request deny deny_status 400 if { var(txn.host) -m sub / }",
         "    http-request set-var(txn.path) path",

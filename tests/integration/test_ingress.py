@@ -382,6 +382,7 @@ MALFORMED = [
     ("fragment", b"GET /a#b HTTP/1.1\r\nHost: ok.test\r\n\r\n"),
     ("slash-in-host", b"GET / HTTP/1.1\r\nHost: ok.test/x\r\n\r\n"),
     ("two-hosts", b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"),
+    ("no-host-in-http/1.1", b"GET / HTTP/1.1\r\nUser-Agent: t\r\n\r\n"),
     ("two-lengths", b"POST / HTTP/1.1\r\nHost: ok.test\r\nContent-Length: 1\r\n"
                     b"Content-Length: 2\r\n\r\nxx"),
 ]
@@ -394,6 +395,8 @@ def test_malformed_requests_get_400(lab: TestCluster, ip: str, s: Scope) -> None
     for what, request in MALFORMED:
         assert (what, raw_http(lab, ip, request)) == (what, b"HTTP/1.1 400 Bad request")
     assert raw_http(lab, ip, b"GET / HTTP/1.1\r\nHost: ok.test\r\n\r\n") == b"HTTP/1.1 200 OK"
+    # HTTP/1.0 may omit Host: it meets the rules without a host, here "/" -> web
+    assert raw_http(lab, ip, b"GET / HTTP/1.0\r\n\r\n") == b"HTTP/1.1 200 OK"
 
 
 REJECTED = [

@@ -118,6 +118,7 @@ frontend ingress
     http-request set-header X-Forwarded-Host %[req.hdr(host)] if {{ req.hdr(host) -m found }}
     http-request del-header X-Forwarded-Host unless {{ req.hdr(host) -m found }}
     http-request set-header X-Forwarded-Port %[dst_port]
+    http-request deny deny_status 400 if {{ req.ver 1.1 }} !{{ req.hdr_cnt(host) gt 0 }}
     http-request set-var(txn.host) req.hdr(host),host_only
     http-request deny deny_status 400 if {{ var(txn.host) -m sub / }}
     http-request set-var(txn.path) path
