@@ -11,7 +11,7 @@ PODNET  := $(BIN)/podnet
 KUBECTL := $(BIN)/kubectl
 PYTEST  := $(BIN)/pytest
 
-.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy bench-nft bench-services bench-dns bench-policy bench-ingress clean
+.PHONY: help install demo test lint unit integration bench bench-cni bench-pods bench-up bench-net bench-proxy bench-nft bench-services bench-dns bench-policy bench-ingress bench-proxy-tail clean
 
 help:
 	@echo "make install      system packages and $(VENV) (idempotent)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-dns    the cluster DNS on one core against Knot DNS, and its programming latency (root)"
 	@echo "make bench-policy NetworkPolicy: 1,000 policies over 300 pods, one change, connects with vs without (root)"
 	@echo "make bench-ingress the ingress: requests/s vs the pod, p99 added at half load, new Ingress to first 200 (root)"
+	@echo "make bench-proxy-tail any reverse proxy's p99 on this machine: nginx alone vs HAProxy and nginx in front (root)"
 	@echo "make clean        remove caches and build leftovers (not $(VENV), not clusters)"
 
 install:
@@ -102,6 +103,12 @@ bench-policy: install
 bench-ingress: install
 	@bench/install-tools.sh
 	@$(BIN)/python -m bench.ingress_bench --wait-quiet 10 --json .benchmarks/ingress_bench.json $(BENCH_ARGS)
+
+# What any reverse proxy adds to the tail on this machine, on one loopback, without the lab
+# (bench/README.md): nginx alone against HAProxy and nginx as proxies in front of it.
+bench-proxy-tail: install
+	@bench/install-tools.sh
+	@$(BIN)/python -m bench.proxy_tail_bench --wait-quiet 10 --json .benchmarks/proxy_tail_bench.json $(BENCH_ARGS)
 
 clean:
 	@rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build ./*.egg-info
