@@ -288,3 +288,40 @@ def test_policy_sync_status_follows_changes(make_lab: MakeLab) -> None:
     enforced(lab, rv(deleted), ("node-1",))
     assert counts() == (pods, 0, {"ingress": 0, "egress": 0})
     assert per_pod_chains(lab, "node-1") == []
+
+
+def test_a_change_above_the_threshold_goes_through_the_proxys_full_sync(
+        make_lab: MakeLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With PODNET_POLICY_FULL_ABOVE=0 every policy change is applied by the proxy's full sync
+    (the whole table in one transaction) instead of element diffs: the same verdicts, no
+    duplicate objects, and the Services' objects still there."""
+    monkeypatch.setenv("PODNET_POLICY_FULL_ABOVE", "0")  # the agents inherit it
+    lab = make_lab(nodes=2)
+    lab.client.create(lab.res("Namespace"), None, namespace("np"))
+    lab.client.create(lab.res("Pod"), "np", echo_pod("server", "node-1", {"app": "server"}))
+    lab.client.create(lab.res("Pod"), "default", echo_pod("client", "node-2", {"app": "c"}))
+    server = pods_in(lab, "np", ["server"])["server"]
+    client = pods_in(lab, "default", ["client"])["client"]
+    server_ip = server["status"]["podIP"]
+    wait_for("the client to reach the server",
+             functools.partial(serving, pod_ns(lab, client), server_ip))
+    log = lab.state.agent_log("node-1")
+    offset = log.stat().st_size
+
+    enforced(lab, rv(lab.client.create(lab.res("NetworkPolicy"), "np",
+                                       policy("deny", DENY_INGRESS))))
+    assert connect(pod_ns(lab, client), server_ip) == DENIED
+    text = log.read_bytes()[offset:].decode(errors="replace")
+    assert "goes into the proxy's full sync instead" in text, text[-2000:]
+    assert "proxy: full sync" in text, text[-2000:]
+    objects = pol_objects(lab, "node-1")
+    assert len(objects) == len(set(objects)), objects  # no duplicates
+    assert per_pod_chains(lab, "node-1") == [f"pol-in-{hex8(server_ip)}"]
+    # the proxy's own objects came back with the table in the same transaction
+    assert {"services", "check", "nat-prerouting"} <= {
+        item["chain"]["name"] for item in nft_table(lab, "node-1")["nftables"]
+        if "chain" in item}
+
+    enforced(lab, rv(lab.client.delete(lab.res("NetworkPolicy"), "np", "deny")))
+    assert connect(pod_ns(lab, client), server_ip) is None
+    assert per_pod_chains(lab, "node-1") == []
