@@ -339,14 +339,14 @@ class Enforcer:
         log.debug("policy: full body rendered in %.1f ms", (time.monotonic() - started) * 1000)
         return body
 
-    def full_applied(self) -> None:
+    def full_applied(self, took_ms: float) -> None:
         new, self.pending = self.pending, None
         if new is None:
             return
         self.full_pending = False
         self._done(new)
         self.syncs += 1
-        self.last_took = new.compile_ms
+        self.last_took = took_ms  # the whole transaction, the proxy's part included
         self._write_status()
         self.first_full.set()
         self.wake.set()  # changes that came during the full sync, if any

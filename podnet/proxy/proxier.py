@@ -75,7 +75,10 @@ class Section(Protocol):
         """Its current desired objects, as script lines that follow render.full's."""
         ...
 
-    def full_applied(self) -> None: ...
+    def full_applied(self, took_ms: float) -> None:
+        """The full sync's transaction is in the kernel; it took `took_ms` in all (compiling
+        and rendering everything, the sections' bodies, and nft)."""
+        ...
 
     def full_failed(self) -> None: ...
 
@@ -216,6 +219,7 @@ class Proxier:
         script is built under the lock too: a section renders what it wants now, and nothing
         of its own may be applied between that and this transaction."""
         async with self.lock:
+            started = time.monotonic()
             try:
                 with gc_paused():
                     ruleset = model.Ruleset.of(
@@ -229,8 +233,9 @@ class Proxier:
                 for s in self.sections:
                     s.full_failed()
                 raise
+            took_ms = (time.monotonic() - started) * 1000
             for s in self.sections:
-                s.full_applied()
+                s.full_applied(took_ms)
         return ruleset
 
     # -- what the node does besides the table ------------------------------------------------
