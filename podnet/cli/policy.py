@@ -2,7 +2,7 @@
 
     podnet policy matrix [-f DIR|FILE ...] [--ports 80/TCP,81/UDP] [--namespaces x,y]
                          [-o table|json|csv]
-    podnet policy explain --from NS/POD --to NS/POD --port 80/TCP [-f DIR|FILE ...]
+    podnet policy explain --from NS/POD --to NS/POD --port 80/TCP|NAME[/PROTO] [-f DIR|FILE ...]
 
 Both read the same inputs, compile them with podnet.policy.model and print what
 podnet.policy.analyze makes of the model:
@@ -89,6 +89,21 @@ def parse_target(text: str) -> Target:
         raise InputError(f'error: invalid port "{text}": want PORT[/PROTOCOL] with PORT in '
                          f"1-65535 and PROTOCOL one of {', '.join(PROTOCOLS)}")
     return protocol, port
+
+
+def parse_explain_port(text: str) -> tuple[str, int | str]:
+    """`80/TCP`, `80`, or a named port `http/TCP`, `http` (TCP) -> (protocol, number or name);
+    InputError when it is neither. A name is resolved on the destination pod later."""
+    name, sep, proto = text.strip().partition("/")
+    if name.isascii() and name.isdigit():
+        return parse_target(text)
+    protocol = proto.upper() if sep else "TCP"
+    if names.is_port_name(name) or protocol not in PROTOCOLS:
+        raise InputError(f'error: invalid port "{text}": want PORT[/PROTOCOL] or '
+                         f"NAME[/PROTOCOL] with PORT in 1-65535, NAME a port name the "
+                         f"destination pod declares, and PROTOCOL one of "
+                         f"{', '.join(PROTOCOLS)}")
+    return protocol, name
 
 
 def parse_targets(text: str) -> list[Target]:
@@ -403,13 +418,28 @@ def run_explain(inputs: Inputs, src: str, dst: str, port: str, out: TextIO,
                 err: TextIO) -> int:
     from podnet.policy import analyze
 
-    protocol, number = parse_target(port)
+    protocol, given = parse_explain_port(port)
     compiled = compile_inputs(inputs)
     for key in (src, dst):
         _check_pod_present(compiled, key)
+    number = given if isinstance(given, int) else \
+        _named_port(compiled.model, dst, given, protocol)
     _note(inputs.notes, err)
+    if not isinstance(given, int):
+        _write(f'port "{given}" of {dst} is {number}/{protocol}\n', out)
     _write(analyze.explain(compiled.model, src, dst, protocol, number), out)
     return 0
+
+
+def _named_port(m: PolicyModel, pod: str, name: str, protocol: str) -> int:
+    """The number of the container port `name` (for `protocol`) that `pod` declares."""
+    declared = m.pods[pod].pod.ports
+    for p in declared:
+        if p.name == name and p.protocol == protocol:
+            return p.number
+    listed = ", ".join(f'"{p.name}" {p.number}/{p.protocol}' for p in declared if p.name)
+    raise InputError(f'error: pod "{pod}" declares no port named "{name}" for {protocol} '
+                     f"({'its named ports: ' + listed if listed else 'it names none'})")
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -427,7 +457,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         src = parse_pod_ref(args.src, namespace)
         dst = parse_pod_ref(args.dst, namespace)
-        parse_target(args.port)  # bad input is reported before the cluster is read
+        parse_explain_port(args.port)  # bad input is reported before the cluster is read
         return run_explain(_inputs(args), src, dst, args.port, sys.stdout, sys.stderr)
     except InputError as e:
         sys.stdout.flush()
@@ -470,6 +500,8 @@ def add_commands(parser: argparse.ArgumentParser, common: argparse.ArgumentParse
     p.add_argument("--to", dest="dst", required=True, metavar="NS/POD",
                    help="the server pod (a bare POD is in -n NS)")
     p.add_argument("--port", required=True, metavar="PORT[/PROTO]",
-                   help="the destination port, e.g. 80/TCP or 53/UDP (PROTO defaults to TCP)")
+                   help="the destination port, e.g. 80/TCP or 53/UDP, or a port name the "
+                        "destination pod declares, e.g. http or dns/UDP (PROTO defaults to "
+                        "TCP)")
     p.add_argument("-f", "--filename", action="append", metavar="FILE", help=_FILENAME_HELP)
     p.set_defaults(func=cmd_explain)

@@ -296,6 +296,12 @@ spec:
                  "y/b -> y/b 9999/SCTP: allowed\n"
                  "  egress allowed: a pod can always reach itself\n"
                  "  ingress allowed: a pod can always reach itself\n", id="self"),
+    pytest.param("x/a", "y/b", "metrics",
+                 'port "metrics" of y/b is 81/TCP\n'
+                 "x/a -> y/b 81/TCP: denied\n"
+                 "  egress allowed: x/a is not isolated for egress\n"
+                 "  ingress denied: y/allow-from-x, y/default-deny select y/b and no rule "
+                 "matches\n", id="named-port"),
 ])
 def test_explain(capsys: pytest.CaptureFixture[str], example: Path, src: str, dst: str,
                  port: str, out: str) -> None:
@@ -399,9 +405,23 @@ def test_invalid_pod_namespace_or_unnamed_policy(capsys: pytest.CaptureFixture[s
     pytest.param(("explain", "--from", "x/a", "--to", "y/a", "--port", "80/ICMP"),
                  'error: invalid port "80/ICMP": want PORT[/PROTOCOL] with PORT in 1-65535 '
                  "and PROTOCOL one of TCP, UDP, SCTP", id="bad-protocol"),
-    pytest.param(("explain", "--from", "x/a", "--to", "y/a", "--port", "http"),
-                 'error: invalid port "http": want PORT[/PROTOCOL] with PORT in 1-65535 '
-                 "and PROTOCOL one of TCP, UDP, SCTP", id="named-port"),
+    pytest.param(("explain", "--from", "x/a", "--to", "y/b", "--port", "http"),
+                 'error: pod "y/b" declares no port named "http" for TCP (its named ports: '
+                 '"metrics" 81/TCP)', id="unknown-named-port"),
+    pytest.param(("explain", "--from", "x/a", "--to", "y/b", "--port", "metrics/UDP"),
+                 'error: pod "y/b" declares no port named "metrics" for UDP (its named ports: '
+                 '"metrics" 81/TCP)', id="named-port-other-protocol"),
+    pytest.param(("explain", "--from", "y/b", "--to", "x/a", "--port", "http"),
+                 'error: pod "x/a" declares no port named "http" for TCP (it names none)',
+                 id="pod-without-named-ports"),
+    pytest.param(("explain", "--from", "x/a", "--to", "y/a", "--port", "Http_1"),
+                 'error: invalid port "Http_1": want PORT[/PROTOCOL] or NAME[/PROTOCOL] with '
+                 "PORT in 1-65535, NAME a port name the destination pod declares, and "
+                 "PROTOCOL one of TCP, UDP, SCTP", id="invalid-port-name"),
+    pytest.param(("explain", "--from", "x/a", "--to", "y/a", "--port", "http/ICMP"),
+                 'error: invalid port "http/ICMP": want PORT[/PROTOCOL] or NAME[/PROTOCOL] '
+                 "with PORT in 1-65535, NAME a port name the destination pod declares, and "
+                 "PROTOCOL one of TCP, UDP, SCTP", id="named-port-bad-protocol"),
     pytest.param(("explain", "--from", "x/a", "--to", "y/a", "--port", "65536"),
                  'error: invalid port "65536": want PORT[/PROTOCOL] with PORT in 1-65535 '
                  "and PROTOCOL one of TCP, UDP, SCTP", id="port-too-big"),
