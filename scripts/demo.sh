@@ -5,7 +5,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PODNET=.venv/bin/podnet
 KUBECTL=.venv/bin/kubectl
 
-show() { printf '\n$ %s\n' "$*"; "$@"; }
+# Print the command as one could paste it (arguments with spaces or shell characters quoted),
+# then run it.
+show() {
+    local line="" arg
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then line+=" $arg"
+        else line+=" '${arg//\'/\'\\\'\'}'"; fi
+    done
+    printf '\n$%s\n' "$line"
+    "$@"
+}
 
 show $PODNET up --nodes 3
 show $PODNET apply -f examples/demo.yaml
@@ -69,6 +79,26 @@ echo "Local: only nodes with a web pod serve it, and the pod sees the external h
 show $PODNET exec external -- curl -s "http://172.18.0.11:30080/"
 echo
 show $PODNET exec external -- curl -s "http://$LB_IP/"
+echo
+echo "Ingress: HTTP by host and path into Services, through HAProxy (in the ingress-podnet"
+echo "namespace, behind a LoadBalancer address), which podnet's ingress controller programs:"
+show $PODNET apply -f examples/ingress.yaml
+printf '\nwaiting for the route'
+ING_IP=
+for _ in $(seq 100); do
+    ING_IP=$($K get ingress -n demo web -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+    if [ -n "$ING_IP" ] && [ "$($PODNET exec external -- curl -s -o /dev/null -w '%{http_code}' \
+            -H 'Host: web.demo.test' "http://$ING_IP/")" = 200 ]; then break; fi
+    printf .; sleep 0.2
+done
+echo
+show $K get ingress -n demo
+echo
+echo "From the external host, by name: a web pod answers, and sees who asked in X-Forwarded-For."
+show $PODNET exec external -- curl -s -H "Host: web.demo.test" "http://$ING_IP/from-outside"
+echo
+echo "A host no Ingress names gets the ingress's own 404:"
+show $PODNET exec external -- curl -s -w ' (HTTP %{http_code})\n' -H "Host: nobody.test" "http://$ING_IP/"
 echo
 echo "It is all one nftables table per node, in sets and maps (here the ClusterIPs):"
 show $PODNET exec "node/$CLIENT_NODE" -- nft list set ip "podnet-${PODNET_CLUSTER:-podnet}" cluster-ips
