@@ -558,15 +558,17 @@ class Controller:
         config = self.render(table, old)
         self._warn(table, config)
         if old is None or self.full_reload or haproxy.needs_reload(old, config):
+            why = haproxy.reload_reasons(old, config) if not self.full_reload else \
+                ["after a failure"]
             config = self.render(table, old, compact=True)
             self.files.write(config)
             await self.haproxy.check()
             await self.haproxy.reload()
             self.config, self.full_reload = config, False
             self.metrics.reloads += 1
-            log.info("reloaded haproxy: %d ingresses, %d backends (%.0f ms)",
+            log.info("reloaded haproxy: %d ingresses, %d backends (%.0f ms): %s",
                      len(table.ingresses), len(config.backends),
-                     (time.monotonic() - started) * 1000)
+                     (time.monotonic() - started) * 1000, "; ".join(why) or "?")
         else:
             ops = haproxy.runtime_commands(old, config)
             self.files.write(config)  # first, so that a later reload starts from the same

@@ -488,6 +488,33 @@ def needs_reload(old: Config | None, new: Config) -> bool:
                for path, pem in new.certificates.items())
 
 
+def reload_reasons(old: Config | None, new: Config) -> list[str]:
+    """Why going from `old` to `new` needs a reload, in words (for the log): backends added or
+    dropped, slots grown or shrunk, other configuration, certificates the Runtime API cannot
+    replace. Empty when `needs_reload(old, new)` is false."""
+    if old is None:
+        return ["first configuration"]
+    reasons: list[str] = []
+    before = {b.backend: len(b.servers) for b in old.backends}
+    after = {b.backend: len(b.servers) for b in new.backends}
+    added = sorted(set(after) - set(before))
+    dropped = sorted(set(before) - set(after))
+    resized = sorted(f"{n} {before[n]}->{after[n]} slots" for n in set(before) & set(after)
+                     if before[n] != after[n])
+    if added:
+        reasons.append("new backends " + ", ".join(added))
+    if dropped:
+        reasons.append("backends dropped " + ", ".join(dropped))
+    if resized:
+        reasons.append(", ".join(resized))
+    if not reasons and old.skeleton != new.skeleton:
+        reasons.append("other configuration")
+    if any(old.certificates.get(path) != pem and not _runtime_cert(pem)
+           for path, pem in new.certificates.items()):
+        reasons.append("certificates")
+    return reasons
+
+
 def runtime_commands(old: Config, new: Config) -> tuple[RuntimeOp, ...]:
     """The Runtime API operations that take a running `old` to `new`, in the order to apply
     them: certificates, endpoints that appear, maps, then endpoints that go (so a backend

@@ -177,6 +177,7 @@ def test_apply_get_delete_the_demo(cluster):
     assert r.stdout == ("namespace/demo created\n" + "".join(f"pod/{p} created\n" for p in pods)
                         + "service/web created\nservice/web-nodeport created\n"
                         + "service/web-lb created\n"
+                        + "ingress.networking.k8s.io/web created\n"  # examples/ingress.yaml
                         + "networkpolicy.networking.k8s.io/web-allow-frontend created\n")
     r = cluster.podnet("apply", "-f", str(DEMO))
     assert r.stdout == ("namespace/demo unchanged\n"

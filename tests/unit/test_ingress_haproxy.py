@@ -550,3 +550,22 @@ def test_parse_version(reply: str, version: int) -> None:
 def test_parse_version_refuses_other_answers() -> None:
     with pytest.raises(ValueError, match="not an answer to prepare map"):
         haproxy.parse_version("Unknown map identifier.\n")
+
+
+def test_reload_reasons_say_what_changed() -> None:
+    before = render(BASE)
+    assert haproxy.reload_reasons(None, before) == ["first configuration"]
+    assert haproxy.reload_reasons(before, render(BASE, previous=before)) == []
+    new = table(hosts={"": [prule("/new", BackendRef("default", "new", 80))]},
+                backends={BackendRef("default", "new", 80): ()})
+    assert haproxy.reload_reasons(before, render(new, previous=before)) == [
+        "new backends svc_default_new_80"]
+    many = eps(*(f"10.244.1.{i}" for i in range(1, 10)))
+    grown = render(with_backends(web=many), previous=before)
+    assert haproxy.reload_reasons(before, grown) == ["svc_default_web_80 8->32 slots"]
+    fewer = table(hosts={"a.example.com": [prule("/", WEB)]},
+                  backends={WEB: eps("10.244.1.5", "10.244.2.5")}, default=WEB,
+                  certificates=(CERT_A,), default_cert_hosts=("b.example.com",))
+    compacted = render(fewer, previous=before, compact=True)
+    assert haproxy.reload_reasons(before, compacted) == [
+        "backends dropped svc_default_api_http, svc_default_gone_80"]
