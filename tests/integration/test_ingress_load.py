@@ -332,6 +332,8 @@ def test_100_route_and_endpoint_changes_under_load(lab: TestCluster, ip: str, s:
     assert {"web-1", "web-11", "web-12"} <= set(served), served  # the first and the last
     log = [line for line in controller_log(lab).splitlines()
            if "reloaded haproxy" in line or "sync failed" in line or "WARNING" in line]
+    say(capsys, "why it reloaded: " + "; ".join(
+        line.split(" ms): ", 1)[-1] for line in log if "reloaded haproxy" in line))
     assert after["errors_total"] == before["errors_total"], "\n".join(log[-40:])
     assert after["reloads_total"] - before["reloads_total"] in (11, 12), "\n".join(log[-40:])
     assert after["runtime_updates_total"] > before["runtime_updates_total"]
