@@ -98,6 +98,20 @@ def cmdline(h: Harness, uid: str, container: str) -> str:
         return ""
 
 
+def ignores_term(h: Harness, uid: str, container: str) -> bool:
+    """Whether a container's main process ignores SIGTERM yet (SigIgn in /proc/<pid>/status):
+    a shell that runs `trap "" TERM` has been exec'd, and shows its command line, a moment
+    before it runs the trap."""
+    try:
+        pid = int((pod_dir(h.state_dir, uid) / f"{container}.pid").read_text())
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigIgn:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def phase(h: Harness, uid: str) -> str:
     return str(h.status(uid).get("phase", ""))
 
@@ -243,6 +257,8 @@ def test_deletion_waits_for_the_grace_period_then_kills(harness: Harness) -> Non
                       and all(c["ready"] for c in h.status(uid)["containerStatuses"]))
         await h.until("the commands running", lambda: cmdline(h, uid, "stubborn").startswith(
             "sh -c trap") and cmdline(h, uid, "polite") == "sleep 1000")
+        # the shell shows its command line before it runs `trap`: a SIGTERM in between ends it
+        await h.until("the trap set", lambda: ignores_term(h, uid, "stubborn"))
         procs = own_processes(h.state_dir)
         assert len(procs) == 5  # pause, two shims, two containers
         started = time.monotonic()
