@@ -37,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from labkit import echo_pod, ready_endpoints, service, wait_for
+from labkit import SVC_PORT, echo_pod, ready_endpoints, service, wait_for
 
 from podnet import runtime
 from podnet.api.resources import Resource, lookup
@@ -122,6 +122,15 @@ def controller_log(lab: TestCluster) -> str:
     path = runtime.log_path(lab.state.node_dir(pod["spec"]["nodeName"]),
                             pod["metadata"]["uid"], addons.INGRESS_CONTAINER)
     return path.read_text(errors="replace")
+
+
+def reload_counted(lab: TestCluster, ns: str, service: str, port: int = SVC_PORT) -> bool:
+    """Whether the controller has logged (so counted: it counts first) the reload that gave
+    the Service `service` its backend. A route answers as soon as the new worker serves, a
+    moment before the controller, polling `show info`, sees that worker and counts it."""
+    backend = f"svc_{ns}_{service}_{port}"
+    return any("reloaded haproxy" in line and backend in line
+               for line in controller_log(lab).splitlines())
 
 
 def haproxy_dir(lab: TestCluster) -> Path:

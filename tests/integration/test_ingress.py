@@ -49,6 +49,7 @@ from ingresskit import (
     metrics,
     path,
     raw_http,
+    reload_counted,
     routed,
     rule,
     scope,
@@ -260,6 +261,7 @@ def test_requests_spread_over_ten_pods_and_endpoints_change_without_reload(
     routed(lab, ip, [Request("spread.test")], ["spread"])
     wait_for("all ten pods behind the ingress", lambda: len(
         {a.pod for a in curl(lab, ip, [Request("spread.test")] * 20)}) == 10)
+    wait_for("the reload for spread counted", lambda: reload_counted(lab, s.ns, "spread"))
     before = metrics(lab)
 
     answers = curl(lab, ip, [Request("spread.test")] * 200)

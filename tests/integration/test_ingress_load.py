@@ -61,6 +61,7 @@ from ingresskit import (
     lb_ip,
     metrics,
     path,
+    reload_counted,
     routed,
     rule,
     scope,
@@ -272,6 +273,7 @@ def test_100_route_and_endpoint_changes_under_load(lab: TestCluster, ip: str, s:
     wait_serving(s, "fresh", ["other-1", "other-2"])
     s.create(ING, ingress("main", rule("load.test", path("/", "web"))))
     routed(lab, ip, [Request("load.test"), Request("missing.test")], ["web", "404"])
+    wait_for("the reload for web counted", lambda: reload_counted(lab, s.ns, "web"))
     before = metrics(lab)
 
     web = ["web-1", "web-2"]  # oldest first
@@ -385,6 +387,7 @@ def test_secret_rotated_under_https_load(lab: TestCluster, ip: str, s: Scope, tm
     s.create(ING, ingress("rot", rule("rot.test", path("/", "tls-web")),
                           tls=[{"hosts": ["rot.test"], "secretName": "rot-tls"}]))
     routed(lab, ip, [Request("rot.test", tls=True, cacert=old_ca)], ["tls-web"])
+    wait_for("the reload for tls-web counted", lambda: reload_counted(lab, s.ns, "tls-web"))
     reloads = metrics(lab)["reloads_total"]
 
     workers = [worker("https-keep-alive", "rot.test", connections=2, tls=True),
@@ -458,6 +461,7 @@ def test_stream_survives_a_reload_for_another_host(lab: TestCluster, ip: str,
     s.create(ING, ingress("stream", rule("stream.test", path("/", "stream"))))
     wait_for("stream.test routed", lambda: answer(lab, ip, "stream.test") == (200, "ok"),
              timeout=20)
+    wait_for("the reload for stream counted", lambda: reload_counted(lab, s.ns, "stream"))
 
     old_worker, reloads = worker_pid(lab), metrics(lab)["reloads_total"]
     proc = subprocess.Popen(external(lab, "stream", ip, "80", "stream.test",
