@@ -758,26 +758,26 @@ def log_offsets(lab: Lab) -> dict[str, int]:
             for i in range(NODES)}
 
 
-def policy_syncs(lab: Lab, offsets: dict[str, int]) -> dict[str, list[tuple[float, float]]]:
-    """(compile ms, the rest ms) of each policy sync the agents logged since `offsets`."""
+def logged_since(lab: Lab, offsets: dict[str, int]) -> dict[str, str]:
+    """What each node's agent logged since `offsets`."""
     out = {}
     for node, offset in offsets.items():
         with open(lab.state.agent_log(node), "rb") as f:
             f.seek(offset)
-            text = f.read().decode(errors="replace")
-        out[node] = [(float(c), float(a)) for _, _, c, a in POLICY_LINE.findall(text)]
+            out[node] = f.read().decode(errors="replace")
     return out
+
+
+def policy_syncs(lab: Lab, offsets: dict[str, int]) -> dict[str, list[tuple[float, float]]]:
+    """(compile ms, the rest ms) of each policy sync the agents logged since `offsets`."""
+    return {node: [(float(c), float(a)) for _, _, c, a in POLICY_LINE.findall(text)]
+            for node, text in logged_since(lab, offsets).items()}
 
 
 def policy_sync_parts(lab: Lab, offsets: dict[str, int]) -> dict[str, list[list[float]]]:
     """[lock wait, render, nft, libnftables] ms of each policy sync logged since `offsets`."""
-    out = {}
-    for node, offset in offsets.items():
-        with open(lab.state.agent_log(node), "rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-        out[node] = [[float(x) for x in m] for m in POLICY_PARTS.findall(text)]
-    return out
+    return {node: [[float(x) for x in m] for m in POLICY_PARTS.findall(text)]
+            for node, text in logged_since(lab, offsets).items()}
 
 
 def create_policies(lab: Lab, pols: list[Obj], concurrency: int, timeout: float) -> Obj:
@@ -849,9 +849,7 @@ def restart_agent(lab: Lab, node: str, rv: int, timeout: float) -> Obj:
     text = ""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with open(log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
+        text = logged_since(lab, {node: offset})[node]
         if FULL_SYNC_LINE.search(text):
             break
         time.sleep(0.05)

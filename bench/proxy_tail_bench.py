@@ -57,6 +57,7 @@ from bench.ingress_bench import (  # noqa: E402
 )
 from bench.proxy_bench import tool_version  # noqa: E402
 from bench.service_bench import Busy, in_netns  # noqa: E402
+from podnet.cluster.lifecycle import pid_alive  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
 from podnet.lab import names  # noqa: E402
 
@@ -162,31 +163,19 @@ class Scratch:
         what is left."""
         for pid in self.pids.values():
             with contextlib.suppress(ProcessLookupError):
-                signal_pid(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while any(alive(p) for p in self.pids.values()) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in self.pids.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
         for pid in self.pids.values():
-            if alive(pid):
+            if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
-                    signal_pid(pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             netns.delete(self.ns)
-        left = [f"{n} pid {p}" for n, p in self.pids.items() if alive(p)]
+        left = [f"{n} pid {p}" for n, p in self.pids.items() if pid_alive(p)]
         left += [n for n in netns.names() if n == self.ns]
         return left
-
-
-def signal_pid(pid: int, sig: int) -> None:
-    os.kill(pid, sig)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def paced_run(s: Scratch, port: int, rate: float, args: argparse.Namespace, lua: Path) -> Obj:

@@ -484,6 +484,11 @@ def needs_reload(old: Config | None, new: Config) -> bool:
     endpoints in existing slots, map contents and certificate contents changed."""
     if old is None or old.skeleton != new.skeleton:
         return True
+    return _certificates_need_reload(old, new)
+
+
+def _certificates_need_reload(old: Config, new: Config) -> bool:
+    """A certificate changed that the Runtime API cannot replace in place."""
     return any(old.certificates.get(path) != pem and not _runtime_cert(pem)
                for path, pem in new.certificates.items())
 
@@ -509,8 +514,7 @@ def reload_reasons(old: Config | None, new: Config) -> list[str]:
         reasons.append(", ".join(resized))
     if not reasons and old.skeleton != new.skeleton:
         reasons.append("other configuration")
-    if any(old.certificates.get(path) != pem and not _runtime_cert(pem)
-           for path, pem in new.certificates.items()):
+    if _certificates_need_reload(old, new):
         reasons.append("certificates")
     return reasons
 

@@ -44,6 +44,7 @@ from podnet.api.resources import Resource, lookup
 from podnet.client.http import ApiError, Client
 from podnet.cluster import addons, lifecycle
 from podnet.cluster.state import ClusterState
+from podnet.ingress import haproxy, routes
 from podnet.lab import names as lab_names
 
 EXTERNAL_IP = "172.18.0.2"
@@ -128,7 +129,7 @@ def reload_counted(lab: TestCluster, ns: str, service: str, port: int = SVC_PORT
     """Whether the controller has logged (so counted: it counts first) the reload that gave
     the Service `service` its backend. A route answers as soon as the new worker serves, a
     moment before the controller, polling `show info`, sees that worker and counts it."""
-    backend = f"svc_{ns}_{service}_{port}"
+    backend = haproxy.backend_name(routes.BackendRef(ns, service, port))
     return any("reloaded haproxy" in line and backend in line
                for line in controller_log(lab).splitlines())
 
